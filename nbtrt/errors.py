@@ -1,0 +1,47 @@
+"""The one exception family of nbtrt.
+
+Every error a user can provoke (a bad file, a broken graph, an unsupported op, a wrong input at run
+time) is a subclass of :class:`NbtrtError` and names the file, node or input it is about.
+"""
+
+
+class NbtrtError(Exception):
+    """Base of every error nbtrt raises on bad input."""
+
+
+class ModelLoadError(NbtrtError):
+    """The model file or bytes could not be read as a model (truncated, not ONNX, missing data file)."""
+
+
+class GraphError(NbtrtError):
+    """The graph is malformed: undefined value, missing initializer, cycle, broken SSA."""
+
+
+class ShapeError(NbtrtError):
+    """A shape or dtype contradicts what an op requires."""
+
+
+class AttributeValueError(NbtrtError):
+    """An attribute of a node is missing, of the wrong kind or out of range."""
+
+
+class UnsupportedOpError(NbtrtError):
+    """One or more ops have no implementation; ``unsupported`` lists (node, op) pairs."""
+
+    def __init__(self, unsupported):
+        self.unsupported = list(unsupported)
+        lines = [f"  {name!r}: {op}" for name, op in self.unsupported]
+        super().__init__(f"{len(self.unsupported)} unsupported node(s):\n" + "\n".join(lines))
+
+
+class InputError(NbtrtError):
+    """Inputs given at run time do not match the model (unknown/missing name, shape, dtype)."""
+
+
+class ExecutionError(NbtrtError):
+    """A node failed while running (reference interpreter or engine)."""
+
+
+def node_error(cls, node, message):
+    """Build ``cls`` with a message that names ``node`` (an ir.Node) and its op."""
+    return cls(f"node {node.name!r} ({node.op}): {message}")

@@ -1,0 +1,189 @@
+"""Schemas of the ops that only re-view their input: Reshape, Flatten, Squeeze, Unsqueeze, Transpose.
+
+Semantics are the latest ONNX opset's:
+
+- ``Reshape(data, shape)``: a ``0`` in ``shape`` copies the input dim at that index (unless
+  ``allowzero=1``, where it means a zero-size dim), one ``-1`` is inferred from the element count.
+  With symbolic dims the inference cancels symbols: ``[N,512,1,1]`` reshaped to ``[0,-1]`` is ``[N,512]``.
+- ``Flatten(input){axis}``: ``[d0..d(axis-1), d(axis)..]`` -> ``[prod(d[:axis]), prod(d[axis:])]``,
+  ``axis`` in ``[-r, r]``.
+- ``Squeeze(data, axes?)``: removes the listed size-1 dims, or every static size-1 dim without ``axes``
+  (a symbolic dim is taken to be other than 1).
+- ``Unsqueeze(data, axes)``: inserts size-1 dims at ``axes``, which index the *output*.
+- ``Transpose(data){perm}``: ``out[i] = in[perm[i]]``; no ``perm`` reverses the dims.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..ir import Dim, Node, TensorType
+from .schema import (OpSchema, attr_error, const_ints, dims_product, has_input, in_type, norm_axis,
+                     shape_error)
+
+
+def input_len(node: Node, i: int) -> int | None:
+    """The static length of 1-D input ``i`` (e.g. a shape or axes tensor), if known."""
+    if not has_input(node, i):
+        return None
+    shape = node.inputs[i].type.shape
+    if shape is None or len(shape) != 1 or not isinstance(shape[0], int):
+        return None
+    return shape[0]
+
+
+def unknown_dims(dtype: str, rank: int | None) -> TensorType:
+    """A type of known (or unknown) rank whose dims are all unknown."""
+    return TensorType(dtype, None if rank is None else (None,) * rank)
+
+
+def _factors(dims) -> tuple[int, Counter, bool]:
+    """(product of static dims, multiset of symbolic dims, whether any dim is unknown)."""
+    static, symbols, unknown = 1, Counter(), False
+    for d in dims:
+        if isinstance(d, int):
+            static *= d
+        elif isinstance(d, str):
+            symbols[d] += 1
+        else:
+            unknown = True
+    return static, symbols, unknown
+
+
+def _solve_minus_one(node: Node, in_dims, out_dims) -> Dim:
+    """The dim that a -1 stands for, given the other output dims."""
+    in_static, in_syms, in_unknown = _factors(in_dims)
+    out_static, out_syms, out_unknown = _factors(out_dims)
+    if in_unknown or out_unknown or out_syms - in_syms:
+        return None
+    left = in_syms - out_syms
+    if out_static == 0:
+        if not left and in_static == 0:
+            raise shape_error(node, "cannot infer the -1 dim: the other dims have zero elements")
+        return None
+    if left:
+        return next(iter(left)) if sum(left.values()) == 1 and in_static == out_static else None
+    if in_static % out_static:
+        raise shape_error(node, f"cannot reshape {list(in_dims)} to {list(out_dims)} with a -1: "
+                          f"{in_static} elements are not a multiple of {out_static}")
+    return in_static // out_static
+
+
+def reshape_dims(node: Node, in_dims, target: list[int], allowzero: int) -> tuple[Dim, ...]:
+    """The output dims of Reshape of ``in_dims`` (None: unknown rank) to the constant ``target``."""
+    if target.count(-1) > 1:
+        raise shape_error(node, f"shape {target} has more than one -1")
+    if any(v < -1 for v in target):
+        raise shape_error(node, f"shape {target} has a negative dim other than -1")
+    if allowzero and 0 in target and -1 in target:
+        raise shape_error(node, f"shape {target} has both 0 and -1 with allowzero=1")
+    out: list[Dim] = []
+    for i, v in enumerate(target):
+        if v == 0 and not allowzero:
+            if in_dims is not None and i >= len(in_dims):
+                raise shape_error(node, f"shape {target} copies dim {i} but the input has rank {len(in_dims)}")
+            out.append(None if in_dims is None else in_dims[i])
+        else:
+            out.append(v)
+    if in_dims is None:
+        return tuple(None if d == -1 else d for d in out)
+    if -1 in target:
+        k = target.index(-1)
+        out[k] = _solve_minus_one(node, in_dims, out[:k] + out[k + 1:])
+        return tuple(out)
+    in_static, in_syms, in_unknown = _factors(in_dims)
+    out_static, out_syms, out_unknown = _factors(out)
+    if not (in_unknown or out_unknown) and in_syms == out_syms and in_static != out_static:
+        raise shape_error(node, f"cannot reshape {list(in_dims)} ({in_static} elements) to {target} "
+                          f"({out_static} elements)")
+    return tuple(out)
+
+
+def _infer_reshape(node: Node) -> list[TensorType]:
+    data = in_type(node)
+    target = const_ints(node, 1)
+    if target is None:
+        return [unknown_dims(data.dtype, input_len(node, 1))]
+    return [TensorType(data.dtype, reshape_dims(node, data.shape, target, node.attrs["allowzero"]))]
+
+
+def flatten_axis(node: Node, rank: int) -> int:
+    axis = node.attrs["axis"]
+    if not -rank <= axis <= rank:
+        raise attr_error(node, f"axis {axis} is out of range for rank {rank} (allowed [-{rank}, {rank}])")
+    return axis + rank if axis < 0 else axis
+
+
+def _infer_flatten(node: Node) -> list[TensorType]:
+    data = in_type(node)
+    if data.shape is None:
+        return [unknown_dims(data.dtype, 2)]
+    axis = flatten_axis(node, len(data.shape))
+    return [TensorType(data.dtype, (dims_product(data.shape[:axis]), dims_product(data.shape[axis:])))]
+
+
+def norm_axes(node: Node, axes: list[int], rank: int) -> list[int]:
+    """Normalize ``axes`` against ``rank``; duplicates are an error."""
+    out = [norm_axis(node, a, rank, "axis") for a in axes]
+    if len(set(out)) != len(out):
+        raise attr_error(node, f"axes {axes} repeat an axis")
+    return out
+
+
+def _infer_squeeze(node: Node) -> list[TensorType]:
+    data = in_type(node)
+    if not has_input(node, 1):
+        if data.shape is None or any(d is None for d in data.shape):
+            return [unknown_dims(data.dtype, None)]
+        return [TensorType(data.dtype, tuple(d for d in data.shape if d != 1))]
+    axes = const_ints(node, 1)
+    if data.shape is None or axes is None:
+        n = input_len(node, 1)
+        rank = None if data.shape is None or n is None else len(data.shape) - n
+        return [unknown_dims(data.dtype, rank)]
+    axes = norm_axes(node, axes, len(data.shape))
+    for a in axes:
+        if isinstance(data.shape[a], int) and data.shape[a] != 1:
+            raise shape_error(node, f"cannot squeeze axis {a} of shape {list(data.shape)}: its size is not 1")
+    return [TensorType(data.dtype, tuple(d for i, d in enumerate(data.shape) if i not in axes))]
+
+
+def _infer_unsqueeze(node: Node) -> list[TensorType]:
+    data = in_type(node)
+    axes = const_ints(node, 1)
+    if data.shape is None or axes is None:
+        n = input_len(node, 1)
+        rank = None if data.shape is None or n is None else len(data.shape) + n
+        return [unknown_dims(data.dtype, rank)]
+    rank = len(data.shape) + len(axes)
+    axes = norm_axes(node, axes, rank)
+    rest = iter(data.shape)
+    return [TensorType(data.dtype, tuple(1 if i in axes else next(rest) for i in range(rank)))]
+
+
+def transpose_perm(node: Node, rank: int) -> list[int]:
+    perm = node.attrs["perm"]
+    if perm is None:
+        return list(range(rank))[::-1]
+    perm = [int(p) for p in perm]
+    if sorted(perm) != list(range(rank)):
+        raise attr_error(node, f"perm {perm} is not a permutation of the {rank} input dims")
+    return perm
+
+
+def _infer_transpose(node: Node) -> list[TensorType]:
+    data = in_type(node)
+    if data.shape is None:
+        perm = node.attrs["perm"]
+        return [unknown_dims(data.dtype, None if perm is None else len(perm))]
+    perm = transpose_perm(node, len(data.shape))
+    return [TensorType(data.dtype, tuple(data.shape[p] for p in perm))]
+
+
+SCHEMAS = {
+    "Reshape": OpSchema("Reshape", _infer_reshape, inputs=(2, 2), attrs={"allowzero": 0}),
+    "Flatten": OpSchema("Flatten", _infer_flatten, attrs={"axis": 1}),
+    "Squeeze": OpSchema("Squeeze", _infer_squeeze, inputs=(1, 2)),
+    "Unsqueeze": OpSchema("Unsqueeze", _infer_unsqueeze, inputs=(2, 2)),
+    "Transpose": OpSchema("Transpose", _infer_transpose, attrs={"perm": None}),
+}
