@@ -15,6 +15,15 @@ from .ir import Graph
 
 def check_inputs(graph: Graph, feeds: dict) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Return (contiguous numpy arrays by input name, symbolic dim bindings)."""
+    check_names(graph, feeds)
+    arrays, dims = {}, {}
+    for v in graph.inputs:
+        arrays[v.name] = host_array(v, feeds[v.name], dims)
+    return arrays, dims
+
+
+def check_names(graph: Graph, feeds) -> None:
+    """Every graph input given, no unknown name."""
     if not isinstance(feeds, dict):
         raise InputError(f"inputs must be a dict of input name to array, got {type(feeds).__name__}")
     expected = [v.name for v in graph.inputs]
@@ -27,19 +36,19 @@ def check_inputs(graph: Graph, feeds: dict) -> tuple[dict[str, np.ndarray], dict
         if missing:
             parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
         raise InputError("; ".join(parts) + f" (the model's inputs: {', '.join(map(repr, expected))})")
-    arrays, dims = {}, {}
-    for v in graph.inputs:
-        arr = feeds[v.name]
-        if not isinstance(arr, np.ndarray):
-            try:
-                arr = np.asarray(arr)
-            except Exception as e:
-                raise InputError(f"input {v.name!r}: cannot convert {type(arr).__name__} to an array ({e})") from None
-        if arr.dtype.name != v.type.dtype:
-            raise InputError(f"input {v.name!r} has dtype {arr.dtype.name}, the model expects {v.type.dtype}")
-        check_shape(v.name, arr.shape, v.type.shape, dims)
-        arrays[v.name] = np.ascontiguousarray(arr)
-    return arrays, dims
+
+
+def host_array(v, arr, dims: dict[str, int]) -> np.ndarray:
+    """``arr`` as a contiguous numpy array matching input ``v`` (dtype equal, shape agreeing)."""
+    if not isinstance(arr, np.ndarray):
+        try:
+            arr = np.asarray(arr)
+        except Exception as e:
+            raise InputError(f"input {v.name!r}: cannot convert {type(arr).__name__} to an array ({e})") from None
+    if arr.dtype.name != v.type.dtype:
+        raise InputError(f"input {v.name!r} has dtype {arr.dtype.name}, the model expects {v.type.dtype}")
+    check_shape(v.name, arr.shape, v.type.shape, dims)
+    return np.ascontiguousarray(arr)
 
 
 def check_shape(name: str, shape, declared, dims: dict[str, int]) -> None:

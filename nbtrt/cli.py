@@ -7,6 +7,8 @@
         Run MODEL on the reference and on onnxruntime (when installed) and report the differences.
     nbtrt graph MODEL
         Print the type-checked IR.
+    nbtrt plan MODEL [--json] [--dim N=1] [--graph]
+        Optimize MODEL and print the build report: every fusion decision and the kernels that remain.
 
 MODEL is a path to an .onnx file, or ``zoo:NAME`` for a network shipped in the onnx wheel's
 ``backend/test/data/light`` folder (e.g. ``zoo:light_inception_v1``, GoogLeNet).
@@ -88,6 +90,17 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    """optimize a model and print the build report"""
+    from . import plan
+    from .config import BuildConfig
+    graph, report = plan(resolve_model(args.model), BuildConfig(dims=_parse_dims(args.dim)))
+    if args.graph:
+        print(graph)
+    print(report.to_json() if args.json else report.summary())
+    return 0
+
+
 def cmd_run(args) -> int:
     """parse a model and run it on the reference interpreter"""
     from . import reference
@@ -138,6 +151,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("graph", help="print the type-checked IR of a model")
     p.add_argument("model")
     p.set_defaults(func=cmd_graph)
+    p = sub.add_parser("plan", help=cmd_plan.__doc__)
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="the whole report as JSON")
+    p.add_argument("--graph", action="store_true", help="also print the optimized IR")
+    p.add_argument("--dim", action="append", help="size of a symbolic dim, NAME=SIZE (repeatable)")
+    p.set_defaults(func=cmd_plan)
     for name, func in (("run", cmd_run), ("compare", cmd_compare)):
         p = sub.add_parser(name, help=func.__doc__)
         p.add_argument("model")

@@ -126,10 +126,15 @@ def check_case(case: Case) -> str | None:
 
 
 def compare(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> str | None:
+    from nbtrt.dtypes import ML_FLOAT_TYPES, SUBBYTE_INT_TYPES
     if got.shape != want.shape:
         return f"shape {list(got.shape)} != expected {list(want.shape)}"
     if got.dtype != want.dtype:
         return f"dtype {got.dtype} != expected {want.dtype}"
+    if want.dtype.name in ML_FLOAT_TYPES:  # bfloat16, float8, float4 (ml_dtypes, kind "V") as float32
+        got, want = got.astype(np.float32), want.astype(np.float32)
+    elif want.dtype.name in SUBBYTE_INT_TYPES:  # int4, uint4, int2, uint2 as int8
+        got, want = got.astype(np.int8), want.astype(np.int8)
     if want.dtype.kind in "fc":
         ok = np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
     else:

@@ -3,6 +3,10 @@ import sys
 
 import pytest
 
+# Generated kernels run in Numba's CUDA simulator unless the caller chose otherwise
+# (the GPU suite runs with NUMBA_ENABLE_CUDASIM=0 through the device tool).
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")

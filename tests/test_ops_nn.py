@@ -464,3 +464,22 @@ def test_softmax_axis_out_of_range():
     with pytest.raises(AttributeValueError, match="axis") as info:
         make("Softmax", [(2, 3)], {"axis": 2}, name="sm")
     assert "sm" in str(info.value)
+
+
+# -- unknown ranks (e.g. behind a Reshape by a computed shape) ---------------------------------------
+def test_unknown_rank_inputs_infer_what_they_can():
+    g = Graph()
+    x = g.add_input("x", TensorType("float32", None))
+    w = g.add_constant("w", rand(8, 3, 3, 3))
+    cases = [("Conv", [x, w], {}, ("float32", (None, 8, None, None))),
+             ("MaxPool", [x], {"kernel_shape": (2, 2)}, ("float32", (None, None, None, None))),
+             ("GlobalAveragePool", [x], {}, ("float32", None)),
+             ("Gemm", [x, g.add_constant("b", rand(4, 5))], {}, ("float32", (None, 5))),
+             ("MatMul", [x, g.add_constant("m", rand(4, 5))], {}, ("float32", None)),
+             ("Softmax", [x], {}, ("float32", None)),
+             ("LayerNormalization", [x, g.add_constant("s", rand(4))], {}, ("float32", None))]
+    for op, inputs, attrs, (dtype, shp) in cases:
+        node = g.add_node(op, inputs, 1, attrs)
+        fill_attributes(node)
+        infer_node(node)
+        assert node.outputs[0].type == TensorType(dtype, shp), op

@@ -16,16 +16,18 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .. import dtypes
 from ..errors import AttributeValueError, GraphError, ModelLoadError, UnsupportedOpError, node_error
 from ..ir import Graph, Node, TensorType, Value
 from ..ops import SCHEMAS, fill_attributes, infer_node
 from .onnx_upgrade import upgrade
 
-MIN_OPSET = 7
-SUPPORTED_DTYPES = {"float16", "float32", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-                    "int64", "uint64", "bool"}
+MIN_OPSET = 6
+# The numpy dtype names of the ONNX element types nbtrt handles (see nbtrt/dtypes.py).
+SUPPORTED_DTYPES = dtypes.NAMES
 # Attributes that hold a TensorProto.DataType enum; the IR stores a numpy dtype name instead.
-DTYPE_ATTRS = {("Cast", "to"), ("QuantizeLinear", "output_dtype")}
+DTYPE_ATTRS = {("Cast", "to"), ("QuantizeLinear", "output_dtype"), ("DequantizeLinear", "output_dtype"),
+               ("QuantizeLinear", "precision")}
 # Ops handled here rather than by a schema: they become something else in the IR.
 FRONTEND_OPS = {"Constant", "Upsample"}
 
@@ -93,13 +95,8 @@ def _opset(proto: onnx.ModelProto) -> int:
 
 
 def dtype_name(elem_type: int, what: str) -> str:
-    try:
-        name = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name
-    except Exception:
-        name = f"type {elem_type}"
-    if elem_type == onnx.TensorProto.BFLOAT16:
-        name = "bfloat16"
-    if name not in SUPPORTED_DTYPES:
+    name = dtypes.ONNX_DTYPES.get(elem_type)
+    if name is None:
         raise UnsupportedOpError([(what, f"dtype {onnx.TensorProto.DataType.Name(elem_type) if elem_type in onnx.TensorProto.DataType.values() else elem_type}")])
     return name
 
@@ -121,11 +118,15 @@ def tensor_type(type_proto: onnx.TypeProto, what: str) -> TensorType:
 
 
 def to_array(t: onnx.TensorProto, what: str) -> np.ndarray:
-    dtype_name(t.data_type, what)
+    """The tensor's value; bfloat16, float8, float4 and int4/int2 come as ml_dtypes arrays (one element
+    per byte, unpacked)."""
+    name = dtype_name(t.data_type, what)
     try:
-        return np.array(numpy_helper.to_array(t))
+        array = np.array(numpy_helper.to_array(t))
     except Exception as e:
         raise GraphError(f"tensor {what!r} is damaged: {e}") from None
+    # Older onnx versions decode bfloat16/float8 as float32 and int4 as int8: exact, so astype.
+    return array if array.dtype == dtypes.np_dtype(name) else array.astype(dtypes.np_dtype(name))
 
 
 class _Converter:
@@ -246,7 +247,10 @@ class _Converter:
 
     def _finish(self, node: Node) -> None:
         """Upgrade to the canonical form, fill defaults and infer types for ``node``."""
-        op, attrs, inputs = upgrade(node.op, self.opset, dict(node.attrs), list(node.inputs))
+        try:
+            op, attrs, inputs = upgrade(node.op, self.opset, dict(node.attrs), list(node.inputs))
+        except AttributeValueError as e:
+            raise node_error(AttributeValueError, node, str(e)) from None
         inputs = [self.graph.add_constant(f"{node.name}_{op}_arg{i}", x) if isinstance(x, np.ndarray) else x
                   for i, x in enumerate(inputs)]
         node.op, node.attrs = op, attrs

@@ -19,6 +19,11 @@ Dropout < 12 {ratio, is_test}          Dropout(data): identity at inference
 Upsample {scales} or (X, scales)       Resize(X, _, scales){asymmetric; nearest: floor}
 Resize 10 (X, scales)                  Resize(X, _, scales){asymmetric; nearest: floor}
 Resize < 13 tf_half_pixel_for_nn       half_pixel with the nearest_mode that picks the same pixel
+Clip < 11 {min, max}                   Clip(x, min, max)
+BatchNormalization < 9 {spatial, ..}   BatchNormalization (spatial=1 only; is_test dropped)
+Gemm < 7 {broadcast}                   Gemm (C always broadcasts)
+Add/Sub/Mul/Div < 7 {broadcast, axis}  numpy broadcasting; B reshaped to align at ``axis``
+PRelu < 7 with a [C] slope             slope reshaped to [C, 1, ...] (per channel)
 =====================================  =============================================================
 
 ``consumed_inputs`` (opset 1 bookkeeping) is dropped wherever it appears.
@@ -139,10 +144,58 @@ def _resize(opset, attrs, inputs):
     return "Resize", attrs, inputs
 
 
+def _clip(opset, attrs, inputs):
+    if opset < 11:
+        dtype = getattr(getattr(inputs[0], "type", None), "dtype", None) or "float32"
+        lo, hi = attrs.pop("min", None), attrs.pop("max", None)
+        inputs = [inputs[0], None if lo is None else np.asarray(lo, dtype=dtype),
+                  None if hi is None else np.asarray(hi, dtype=dtype)]
+    return "Clip", attrs, inputs
+
+
+def _batchnorm(opset, attrs, inputs):
+    attrs.pop("is_test", None)
+    if not attrs.pop("spatial", 1):
+        raise AttributeValueError("BatchNormalization with spatial=0 (per-activation statistics) is not supported")
+    return "BatchNormalization", attrs, inputs
+
+
+def _gemm(opset, attrs, inputs):
+    attrs.pop("broadcast", None)
+    return "Gemm", attrs, inputs
+
+
+def _legacy_broadcast(op, opset, attrs, inputs):
+    """Before opset 7, B broadcast to A only with broadcast=1, aligned at ``axis`` (default: suffix)."""
+    attrs.pop("broadcast", None)
+    axis = attrs.pop("axis", None)
+    a, b = inputs[0], inputs[1]
+    rank_a, rank_b = getattr(a, "type", None) and a.type.rank, getattr(b, "type", None) and b.type.rank
+    if axis is None or rank_a is None or rank_b is None:
+        return op, attrs, inputs
+    trailing = rank_a - (axis % rank_a) - rank_b
+    if trailing > 0:
+        if b.const is None:
+            raise AttributeValueError(f"{op} with legacy broadcast axis={axis} needs a constant B")
+        inputs = [a, b.const.reshape(b.const.shape + (1,) * trailing)]
+    return op, attrs, inputs
+
+
+def _prelu(opset, attrs, inputs):
+    x, slope = inputs
+    rank = getattr(x, "type", None) and x.type.rank
+    if opset < 7 and rank and rank > 2 and slope.const is not None and slope.const.ndim == 1 \
+            and slope.const.size > 1:
+        inputs = [x, slope.const.reshape((-1,) + (1,) * (rank - 2))]
+    return "PRelu", attrs, inputs
+
+
 _REWRITES = {
     "Reshape": _reshape, "Concat": _concat, "Split": _split, "Slice": _slice, "Pad": _pad,
-    "Dropout": _dropout, "Upsample": _upsample, "Resize": _resize,
+    "Dropout": _dropout, "Upsample": _upsample, "Resize": _resize, "Clip": _clip,
+    "BatchNormalization": _batchnorm, "Gemm": _gemm, "PRelu": _prelu,
 }
+_LEGACY_BINARY = {"Add", "Sub", "Mul", "Div"}
 _AXES_INPUT = {"Squeeze": 13, "Unsqueeze": 13, "ReduceSum": 13, "ReduceMean": 18, "ReduceMax": 18}
 
 
@@ -154,4 +207,6 @@ def upgrade(op: str, opset: int, attrs: dict, inputs: list) -> tuple[str, dict, 
         return _axes_to_input(_AXES_INPUT[op])(op, opset, attrs, inputs)
     if op in _REWRITES:
         return _REWRITES[op](opset, attrs, inputs)
+    if op in _LEGACY_BINARY and opset < 7:
+        return _legacy_broadcast(op, opset, attrs, inputs)
     return op, attrs, inputs

@@ -17,56 +17,59 @@ from ..ir import Dim, Node, TensorType
 from . import conv, pool
 from .conv import check_same_dtype
 from .schema import (FLOAT_TYPES, REQUIRED, OpSchema, attr_error, broadcast_shapes, has_input,
-                     in_shape, in_type, norm_axis, same_dim, shape_error)
-from .window import flag, positive_int
+                     in_type, norm_axis, same_dim, shape_error)
+from .window import flag, positive_int, shape_or_none
 
 MATMUL_TYPES = FLOAT_TYPES + ("int32", "int64", "uint32", "uint64")
 STASH_TYPES = {1: "float32", 10: "float16", 11: "float64"}  # ONNX TensorProto codes
 
 
 def channel_vector(node: Node, i: int, channels: Dim, what: str) -> None:
-    """Input ``i`` must be a vector with one entry per channel."""
-    s = in_shape(node, i)
-    if len(s) != 1 or not same_dim(s[0], channels):
+    """Input ``i`` must be a vector with one entry per channel (unchecked if its rank is unknown)."""
+    s = shape_or_none(node, i)
+    if s is not None and len(s) != 1 or not same_dim(s[0], channels):
         raise shape_error(node, f"{what} {list(s)} must be a vector of the {channels} channels")
 
 
 def unidirectional(node: Node, i: int, target: tuple[Dim, ...], what: str) -> None:
-    """Input ``i`` must broadcast to ``target`` without changing it."""
-    s = in_shape(node, i)
+    """Input ``i`` must broadcast to ``target`` without changing it (unchecked if a rank is unknown)."""
+    s = shape_or_none(node, i)
+    if s is None or target is None:
+        return
     if len(s) > len(target) or not all(d == 1 or same_dim(d, t)
                                        for d, t in zip(s, target[len(target) - len(s):])):
         raise shape_error(node, f"{what} {list(s)} does not broadcast to {list(target)}")
 
 
 def infer_batch_norm(node: Node) -> list[TensorType]:
-    x = in_shape(node)
-    if len(x) < 2:
+    x = shape_or_none(node, 0)
+    if x is not None and len(x) < 2:
         raise shape_error(node, f"input must be (N, C, ...) of rank >= 2, got {list(x)}")
     training = flag(node, "training_mode")
     if len(node.outputs) > 1 and not training:
         raise shape_error(node, "running_mean/running_var outputs need training_mode=1")
     check_same_dtype(node, 1, 2)
     stat_dtype = check_same_dtype(node, 3, 4)
+    channels = None if x is None else x[1]
     for i, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")):
-        channel_vector(node, i, x[1], what)
-    stat = TensorType(stat_dtype, (x[1],))
+        channel_vector(node, i, channels, what)
+    stat = TensorType(stat_dtype, (channels,))
     return [TensorType(in_type(node).dtype, x), stat, stat]
 
 
 def infer_instance_norm(node: Node) -> list[TensorType]:
-    x = in_shape(node)
-    if len(x) < 3:
+    x = shape_or_none(node, 0)
+    if x is not None and len(x) < 3:
         raise shape_error(node, f"input must be (N, C, spatial...) of rank >= 3, got {list(x)}")
     dtype = check_same_dtype(node, 0, 1, 2)
-    channel_vector(node, 1, x[1], "scale")
-    channel_vector(node, 2, x[1], "B")
+    channels = None if x is None else x[1]
+    channel_vector(node, 1, channels, "scale")
+    channel_vector(node, 2, channels, "B")
     return [TensorType(dtype, x)]
 
 
 def infer_layer_norm(node: Node) -> list[TensorType]:
-    x = in_shape(node)
-    axis = norm_axis(node, node.attrs["axis"], len(x))
+    x = shape_or_none(node, 0)
     stash = STASH_TYPES.get(node.attrs["stash_type"])
     if stash is None:
         raise attr_error(node, f"stash_type {node.attrs['stash_type']} is not supported "
@@ -75,13 +78,16 @@ def infer_layer_norm(node: Node) -> list[TensorType]:
     unidirectional(node, 1, x, "Scale")
     if has_input(node, 2):
         unidirectional(node, 2, x, "B")
+    if x is None:
+        return [TensorType(dtype), TensorType(stash), TensorType(stash)]
+    axis = norm_axis(node, node.attrs["axis"], len(x))
     stat = TensorType(stash, x[:axis] + (1,) * (len(x) - axis))
     return [TensorType(dtype, x), stat, stat]
 
 
 def infer_gemm(node: Node) -> list[TensorType]:
     dtype = check_same_dtype(node, 0, 1, 2)
-    a, b = in_shape(node, 0), in_shape(node, 1)
+    a, b = shape_or_none(node, 0, 2), shape_or_none(node, 1, 2)
     if len(a) != 2 or len(b) != 2:
         raise shape_error(node, f"A {list(a)} and B {list(b)} must be matrices")
     m, k = a[::-1] if flag(node, "transA") else a
@@ -107,12 +113,13 @@ def matmul_shape(node: Node, a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Di
 
 def infer_matmul(node: Node) -> list[TensorType]:
     dtype = check_same_dtype(node, 0, 1)
-    return [TensorType(dtype, matmul_shape(node, in_shape(node, 0), in_shape(node, 1)))]
+    a, b = shape_or_none(node, 0), shape_or_none(node, 1)
+    return [TensorType(dtype, None if a is None or b is None else matmul_shape(node, a, b))]
 
 
 def infer_lrn(node: Node) -> list[TensorType]:
-    x = in_shape(node)
-    if len(x) < 2:
+    x = shape_or_none(node, 0)
+    if x is not None and len(x) < 2:
         raise shape_error(node, f"input must be (N, C, ...) of rank >= 2, got {list(x)}")
     positive_int(node, "size")
     return [in_type(node)]

@@ -8,7 +8,7 @@ Semantics are the latest ONNX opset's:
 - ``Flatten(input){axis}``: ``[d0..d(axis-1), d(axis)..]`` -> ``[prod(d[:axis]), prod(d[axis:])]``,
   ``axis`` in ``[-r, r]``.
 - ``Squeeze(data, axes?)``: removes the listed size-1 dims, or every static size-1 dim without ``axes``
-  (a symbolic dim is taken to be other than 1).
+  (the output rank is unknown when a dim is symbolic: a batch "N" may be 1 at run time).
 - ``Unsqueeze(data, axes)``: inserts size-1 dims at ``axes``, which index the *output*.
 - ``Transpose(data){perm}``: ``out[i] = in[perm[i]]``; no ``perm`` reverses the dims.
 """
@@ -133,7 +133,7 @@ def norm_axes(node: Node, axes: list[int], rank: int) -> list[int]:
 def _infer_squeeze(node: Node) -> list[TensorType]:
     data = in_type(node)
     if not has_input(node, 1):
-        if data.shape is None or any(d is None for d in data.shape):
+        if data.shape is None or not all(isinstance(d, int) for d in data.shape):
             return [unknown_dims(data.dtype, None)]
         return [TensorType(data.dtype, tuple(d for d in data.shape if d != 1))]
     axes = const_ints(node, 1)

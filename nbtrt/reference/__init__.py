@@ -13,9 +13,10 @@ import numpy as np
 from ..bindings import check_inputs
 from ..errors import ExecutionError, NbtrtError, UnsupportedOpError, node_error
 from ..ir import Graph, Node
-from . import elementwise, nn, tensor
+from . import elementwise, fused, nn, tensor
 
 KERNELS = {**elementwise.KERNELS, **nn.KERNELS, **tensor.KERNELS}
+KERNELS.update(fused.make_kernels(KERNELS))
 
 
 def as_graph(model) -> Graph:

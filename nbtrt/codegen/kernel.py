@@ -1,0 +1,121 @@
+"""What a kernel template produces and consumes.
+
+Every tensor reaches a generated kernel as a flat, contiguous 1-D buffer parameter; the template bakes
+in the tensor's shape, element strides and element offset inside that buffer (:class:`TensorArg`), so
+the same kernel can read a slice of a merged conv's output or write its slice of a concat buffer.
+Scalars are baked as ``float32(...)`` literals so that no arithmetic silently widens to float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NUMBA_TYPES = {"float32": "float32", "float16": "float16", "float64": "float64", "int64": "int64",
+               "int32": "int32", "int8": "int8", "uint8": "uint8", "bool": "boolean"}
+
+
+@dataclass(frozen=True)
+class TensorArg:
+    """How a kernel sees one tensor: parameter name, dtype, shape, element strides and offset."""
+
+    param: str
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    offset: int = 0
+
+    @staticmethod
+    def contiguous(param: str, dtype: str, shape, offset: int = 0) -> "TensorArg":
+        return TensorArg(param, dtype, tuple(shape), contiguous_strides(shape), offset)
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def is_contiguous(self) -> bool:
+        return self.strides == contiguous_strides(self.shape)
+
+
+@dataclass
+class KernelSpec:
+    """A generated kernel: its source, entry function, parameters (in order) and launch shape."""
+
+    name: str
+    source: str
+    params: list[str]
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    param_dtypes: list[str] = field(default_factory=list)
+    tactic: dict = field(default_factory=dict)
+
+
+def contiguous_strides(shape) -> tuple[int, ...]:
+    strides, acc = [], 1
+    for d in reversed(tuple(shape)):
+        strides.append(acc)
+        acc *= int(d)
+    return tuple(reversed(strides))
+
+
+def literal(value, dtype: str = "float32") -> str:
+    """A typed literal for generated source."""
+    if dtype == "bool":
+        return "True" if value else "False"
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        return f"{dtype}({int(value)})"
+    v = float(value)
+    if np.isnan(v):
+        return f"{dtype}(math.nan)"
+    if np.isinf(v):
+        return f"{dtype}({'-' if v < 0 else ''}math.inf)"
+    return f"{dtype}({v!r})"
+
+
+def unravel(flat: str, shape, prefix: str = "c") -> list[str]:
+    """Source lines that set ``c0..c{r-1}`` to the coordinates of flat index ``flat`` in ``shape``."""
+    lines, strides = [], contiguous_strides(shape)
+    for k, (d, s) in enumerate(zip(shape, strides)):
+        if d == 1:
+            lines.append(f"{prefix}{k} = 0")
+        elif k == 0:
+            lines.append(f"{prefix}{k} = {flat} // {s}" if s != 1 else f"{prefix}{k} = {flat}")
+        else:
+            q = f"{flat} // {s}" if s != 1 else flat
+            lines.append(f"{prefix}{k} = ({q}) % {d}")
+    return lines
+
+
+def index_of(arg: TensorArg, out_shape, coords) -> str:
+    """The element index of ``arg`` at output coordinates ``coords`` (numpy broadcasting: ``arg`` is
+    right-aligned with ``out_shape``, its size-1 dims read index 0)."""
+    terms = [str(arg.offset)] if arg.offset else []
+    lead = len(out_shape) - len(arg.shape)
+    for k, (d, s) in enumerate(zip(arg.shape, arg.strides)):
+        if d != 1 and s != 0:
+            c = coords[lead + k]
+            terms.append(c if s == 1 else f"{c} * {s}")
+    return " + ".join(terms) or "0"
+
+
+def header(kind: str, node, tactic: dict, outputs, inputs) -> list[str]:
+    """The comment block that opens every generated kernel."""
+    from ..groups import sources
+    lines = [f"# nbtrt {kind} kernel for {node.name!r}",
+             f"# ONNX nodes: {', '.join(sources(node))}",
+             f"# tactic: {', '.join(f'{k}={v}' for k, v in sorted(tactic.items())) or 'default'}"]
+    lines += [f"# out {a.param}: {a.dtype}{list(a.shape)} strides {list(a.strides)} offset {a.offset}"
+              for a in outputs]
+    lines += [f"# in  {a.param}: {a.dtype}{list(a.shape)} strides {list(a.strides)} offset {a.offset}"
+              for a in inputs]
+    return lines
+
+
+def identifier(name: str) -> str:
+    """A Python identifier made from an ONNX node name."""
+    return "".join(ch if ch.isalnum() else "_" for ch in name)[:48]
+
+
+def indent(lines, n: int = 1) -> list[str]:
+    return ["    " * n + line for line in lines]

@@ -1,0 +1,82 @@
+"""Pad kernels (kernel kind ``pad``): constant, reflect, edge and wrap, with constant pads.
+
+One thread per output element (grid-stride loop). As in the reference, negative pads crop first: along
+an axis of input size ``d`` with pads ``(b, e)``, the kept input range is ``[lo, lo + L)`` with
+``lo = max(-b, 0)`` and ``L = d - lo - max(-e, 0)``; output coordinate ``c`` is position
+``p = c - max(b, 0)`` of that range, mapped into ``[0, L)`` by the mode (numpy's, for any pad size)::
+
+    constant  outside [0, L) the output is constant_value
+    edge      p = min(max(p, 0), L - 1)
+    wrap      p = p mod L
+    reflect   p = p mod 2(L - 1), then 2(L - 1) - p where p >= L   (L == 1: p = 0)
+
+then the input coordinate is ``x = lo + p``. Pads, axes and constant_value are baked.
+
+Tactic space: threads per block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedOpError
+from ..ir import Node
+from ..ops.schema import const_input, const_ints, has_input, shape_error
+from ..ops.slicing import pad_widths
+from .copy import DEFAULT, TACTICS, at, coords, loop_kernel
+from .kernel import KernelSpec, TensorArg, literal
+
+__all__ = ["emit", "TACTICS", "DEFAULT"]
+
+
+def _axis_lines(k: int, d: int, b: int, e: int, mode: str) -> tuple[list[str], list[str]]:
+    """(lines setting ``x<k>``, conditions for "inside the data" in constant mode) for one axis; no
+    lines when the input coordinate is ``c<k>`` itself."""
+    lo, pb, pe = max(-b, 0), max(b, 0), max(e, 0)
+    size = d - lo - max(-e, 0)
+    p = f"c{k} - {pb}" if pb else f"c{k}"
+    add = f" + {lo}" if lo else ""
+    if mode == "constant" or pb == pe == 0:
+        shift = lo - pb
+        conds = ([f"x{k} >= {lo}"] if pb else []) + ([f"x{k} < {lo + size}"] if pe else [])
+        if shift == 0 and not conds:
+            return [], []
+        x = f"c{k} + {shift}" if shift > 0 else f"c{k} - {-shift}" if shift else f"c{k}"
+        return [f"x{k} = {x}"], conds
+    if mode == "edge":
+        return [f"x{k} = min(max({p}, 0), {size - 1}){add}"], []
+    if mode == "wrap":
+        return [f"x{k} = ({p}) % {size}{add}"], []
+    if size == 1:
+        return [f"x{k} = {lo}"], []
+    period = 2 * (size - 1)
+    return [f"x{k} = ({p}) % {period}", f"if x{k} >= {size}:", f"    x{k} = {period} - x{k}"] + (
+        [f"x{k} += {lo}"] if lo else []), []
+
+
+def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
+    x, out = inputs[0], outputs[0]
+    rank, mode = len(x.shape), node.attrs["mode"]
+    pads, axes = const_ints(node, 1), const_ints(node, 3)
+    value = const_input(node, 2)
+    if pads is None or (axes is None and has_input(node, 3)) or (value is None and has_input(node, 2)):
+        raise UnsupportedOpError([(node.name, "Pad with runtime pads/constant_value/axes")])
+    lines, conds, xs = [], [], coords(rank)
+    for k, (d, (b, e)) in enumerate(zip(x.shape, pad_widths(node, rank, pads, axes))):
+        if out.shape[k] != d + b + e:
+            raise shape_error(node, f"padded axis {k} has {d + b + e} elements, output has {out.shape[k]}")
+        if mode != "constant" and d + min(b, 0) + min(e, 0) <= 0 and (b > 0 or e > 0):
+            raise shape_error(node, f"{mode} padding of axis {k}, which is empty after cropping")
+        axis_lines, axis_conds = _axis_lines(k, d, b, e, mode)
+        lines += axis_lines
+        conds += axis_conds
+        if axis_lines:
+            xs[k] = f"x{k}"
+    store = at(out, coords(rank))
+    if conds:
+        fill = np.asarray(0 if value is None else np.asarray(value).reshape(-1)[0]).astype(x.dtype)
+        lines += [f"if {' and '.join(conds)}:", f"    {store} = {at(x, xs)}",
+                  "else:", f"    {store} = {literal(fill.item(), x.dtype)}"]
+    else:
+        lines.append(f"{store} = {at(x, xs)}")
+    return loop_kernel("pad", node, tactic, [out], [x], out.shape, lines)

@@ -1,0 +1,56 @@
+"""THE build pipeline: the ordered list of graph rewrites, in one place.
+
+Nothing registers itself on import; to add a pass, write ``passes/<name>.py`` with ``NAME`` and
+``run(graph, config, report)`` and put it in :data:`PIPELINE` where it belongs. Order matters:
+
+1. ``bind_shapes``        fix the input shapes the config gives, re-infer every type
+2. ``fold_constants``     evaluate nodes whose inputs are all constant (weights built by
+                          ConstantOfShape, Shape/Gather/Concat/Reshape chains on static shapes, Casts)
+3. ``remove_identity``    drop Identity and Dropout (inference)
+4. ``fold_batchnorm``     BatchNormalization into the preceding Conv/ConvTranspose/Gemm weights; a
+                          lone BN becomes a per-channel Mul + Add
+5. ``fold_affine``        per-channel Mul/Add by constants after a Conv/Gemm into its weights/bias
+6. ``fuse_epilogue``      bias, scale/shift, activations and a residual add into the producing
+                          conv/gemm/pool group
+7. ``fuse_elementwise``   the remaining element-wise chains into one group each
+8. ``merge_parallel``     convs with equal attributes that read the same tensor into one wider conv
+9. ``eliminate_concat``   producers write straight into their slice of the concat buffer
+10. ``dead_code``         remove nodes nothing reads
+"""
+
+from __future__ import annotations
+
+from ..config import BuildConfig
+from ..ir import Graph
+from ..report import BuildReport
+from . import (bind_shapes, dead_code, eliminate_concat, fold_affine, fold_batchnorm, fold_constants,
+               fuse_elementwise, fuse_epilogue, merge_parallel, remove_identity)
+
+PIPELINE = (
+    bind_shapes,
+    fold_constants,
+    remove_identity,
+    dead_code,
+    fold_batchnorm,
+    fold_affine,
+    fuse_epilogue,
+    fuse_elementwise,
+    merge_parallel,
+    eliminate_concat,
+    dead_code,
+)
+
+
+def optimize(graph: Graph, config: BuildConfig | None = None) -> BuildReport:
+    """Run the pipeline on ``graph`` in place; return the build report."""
+    config = config or BuildConfig()
+    report = BuildReport(nodes_before=len(graph.nodes))
+    for p in PIPELINE:
+        if p.NAME not in config.disabled_passes:
+            p.run(graph, config, report)
+    graph.verify()
+    report.record_kernels(graph)
+    return report
+
+
+__all__ = ["PIPELINE", "optimize"]

@@ -1,0 +1,178 @@
+"""Execution contexts: the activation memory, the stream and the launches of one engine.
+
+On a GPU a context owns an arena (one allocation, laid out by the memory plan) and a stream. Kernel
+parameters are packed once, when the context is created. The first run launches every kernel
+under stream capture and instantiates the CUDA graph; every run after that (same shapes — an engine
+is built for fixed shapes) is one ``cuGraphLaunch``. Numba's dispatcher is never used on a GPU.
+
+Under the simulator the same plan is laid out in one host byte array and each kernel runs through
+Numba's simulated dispatcher, in order (no graph capture there).
+
+Inputs are numpy arrays (copied in; made contiguous) or GPU tensors exposing
+``__cuda_array_interface__`` (PyTorch, CuPy, Numba), which are copied device-to-device on the stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..bindings import check_inputs, check_names, check_shape, host_array
+from ..codegen.build import jit
+from ..codegen.numba_env import simulated
+from ..errors import InputError
+from .memory import nbytes
+
+
+class DeviceTensor:
+    """A view of device memory exposing ``__cuda_array_interface__`` (valid until the next run)."""
+
+    def __init__(self, ptr: int, shape, dtype: str):
+        self.ptr, self.shape, self.dtype = ptr, tuple(shape), np.dtype(dtype)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        return {"shape": self.shape, "typestr": self.dtype.str, "data": (self.ptr, False), "version": 3,
+                "strides": None}
+
+
+def _gpu_array(name: str, x, want_dtype: str, want_shape, dims: dict, device: int):
+    cai = x.__cuda_array_interface__
+    dtype, shape = np.dtype(cai["typestr"]), tuple(cai["shape"])
+    if dtype.name != want_dtype:
+        raise InputError(f"input {name!r} has dtype {dtype.name}, the model expects {want_dtype}")
+    check_shape(name, shape, want_shape, dims)
+    if cai.get("strides") not in (None, tuple(np.cumprod((1,) + shape[:0:-1])[::-1] * dtype.itemsize)):
+        raise InputError(f"input {name!r} is a non-contiguous GPU tensor; pass a contiguous one")
+    dev = getattr(getattr(x, "device", None), "index", None)
+    if dev is not None and dev != device:
+        raise InputError(f"input {name!r} is on GPU {dev}, the engine runs on GPU {device}")
+    return cai["data"][0]
+
+
+class ExecutionContext:
+    def __init__(self, engine):
+        self.engine = engine
+        self.captures = 0
+        self._backend = _SimBackend(engine) if simulated() else _GpuBackend(engine)
+
+    def run(self, inputs: dict) -> dict:
+        """Run synchronously; return output name -> numpy array."""
+        return self._backend.run(inputs, self)
+
+    def run_async(self, inputs: dict, stream) -> dict:
+        """Enqueue a run on the caller's ``stream`` (a CUstream handle or an object with
+        ``cuda_stream``/``handle``); return output name -> DeviceTensor, valid until the next run."""
+        if simulated():
+            raise InputError("run_async needs a GPU (the simulator runs synchronously)")
+        return self._backend.run_async(inputs, stream, self)
+
+
+class _SimBackend:
+    def __init__(self, engine):
+        self.engine, mem = engine, engine.memory
+        self.arena = np.zeros(max(mem.arena_bytes, 1), np.uint8)
+        self.kernels = [(jit(k.spec), k) for k in engine.kernels]
+
+    def buffer(self, root) -> np.ndarray:
+        if root.is_constant:
+            return np.ascontiguousarray(root.const).reshape(-1)
+        off = self.engine.memory.offsets[id(root)]
+        return self.arena[off:off + nbytes(root)].view(root.type.dtype)
+
+    def run(self, inputs, ctx) -> dict:
+        graph, mem = self.engine.graph, self.engine.memory
+        arrays, _ = check_inputs(graph, inputs)
+        for v in graph.inputs:
+            self.buffer(v)[:] = arrays[v.name].reshape(-1)
+        for dispatcher, k in self.kernels:
+            dispatcher[k.spec.grid, k.spec.block](*[self.buffer(mem.layout(v).root) for v in k.args])
+        out = {}
+        for v in graph.outputs:
+            layout = mem.layout(v)
+            flat = self.buffer(layout.root)
+            out[v.name] = np.lib.stride_tricks.as_strided(
+                flat[layout.offset:], v.type.shape, [s * flat.itemsize for s in layout.strides]).copy()
+        return out
+
+
+class _GpuBackend:
+    def __init__(self, engine):
+        from . import driver
+        self.drv, self.engine, mem = driver, engine, engine.memory
+        driver.init()
+        self.device = driver.device_ordinal()
+        self.constants = _engine_constants(engine)
+        self.arena = driver.DeviceBuffer(mem.arena_bytes)
+        self.stream = driver.stream_create()
+        self.graph_exec = None
+        self.launches = []
+        for fn, k in zip(_engine_functions(engine), engine.kernels):
+            roots = [mem.layout(v).root for v in k.args]
+            packed = driver.PackedArgs([(self.ptr(r), int(np.prod(r.type.shape)), np.dtype(r.type.dtype).itemsize)
+                                        for r in roots])
+            self.launches.append((fn, k.spec.grid, k.spec.block, packed))
+
+    def ptr(self, root) -> int:
+        if root.is_constant:
+            return self.constants[id(root)].ptr
+        return self.arena.ptr + self.engine.memory.offsets[id(root)]
+
+    def _enqueue(self, inputs, stream, ctx) -> None:
+        graph = self.engine.graph
+        check_names(graph, inputs)
+        dims: dict[str, int] = {}
+        for v in graph.inputs:
+            x = inputs[v.name]
+            if hasattr(x, "__cuda_array_interface__"):
+                src = _gpu_array(v.name, x, v.type.dtype, v.type.shape, dims, self.device)
+                self.drv.copy_dtod(self.ptr(v), src, nbytes(v), stream)
+            else:
+                arr = host_array(v, x, dims)
+                self.drv.copy_htod(self.ptr(v), arr, stream)
+                self._keep = arr  # the async copy reads it until the stream reaches it
+        if self.graph_exec is None:
+            self.drv.begin_capture(self.stream)
+            for fn, grid, block, packed in self.launches:
+                self.drv.launch(fn, grid, block, packed, self.stream)
+            self.graph_exec = self.drv.end_capture(self.stream)
+            ctx.captures += 1
+        self.drv.graph_launch(self.graph_exec, stream)
+
+    def run(self, inputs, ctx) -> dict:
+        self._enqueue(inputs, self.stream, ctx)
+        out = {}
+        for v in self.engine.graph.outputs:
+            out[v.name] = np.empty(v.type.shape, v.type.dtype)
+            layout = self.engine.memory.layout(v)
+            src = self.ptr(layout.root) + layout.offset * out[v.name].itemsize
+            self.drv.copy_dtoh(out[v.name], src, stream=self.stream)
+        self.drv.synchronize(self.stream)
+        return out
+
+    def run_async(self, inputs, stream, ctx) -> dict:
+        handle = getattr(stream, "cuda_stream", getattr(stream, "handle", stream))
+        self._enqueue(inputs, handle, ctx)
+        mem = self.engine.memory
+        return {v.name: DeviceTensor(self.ptr(mem.layout(v).root) + mem.layout(v).offset *
+                                     np.dtype(v.type.dtype).itemsize, v.type.shape, v.type.dtype)
+                for v in self.engine.graph.outputs}
+
+
+def _engine_constants(engine) -> dict:
+    """Device copies of the engine's constants, uploaded once per engine."""
+    with engine._lock:
+        if engine._device_constants is None:
+            from . import driver
+            engine._device_constants = {id(v): driver.upload(v.const) for v in engine.graph.constants.values()}
+        return engine._device_constants
+
+
+def _engine_functions(engine) -> list:
+    """The loaded CUfunction of every kernel, loaded once per engine."""
+    with engine._lock:
+        if engine._functions is None:
+            from . import driver
+            loaded = [driver.load_function(k.compiled.cubin, k.compiled.entry) for k in engine.kernels]
+            engine._modules = [m for m, _ in loaded]
+            engine._functions = [f for _, f in loaded]
+        return engine._functions
