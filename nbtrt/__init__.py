@@ -27,5 +27,28 @@ def plan(model, config: BuildConfig | None = None):
     return graph, report
 
 
-__all__ = ["parse", "plan", "BuildConfig", "NbtrtError", "ModelLoadError", "GraphError", "ShapeError", "AttributeValueError",
+def compile(model, precision: str = "fp32", config: BuildConfig | None = None, *, input_shapes=None,
+            dims=None):
+    """Build an :class:`~nbtrt.runtime.engine.Engine` for ``model``.
+
+    Engines are built for fixed shapes: ``input_shapes`` ({input: shape}) or ``dims`` ({"N": 8}) fix
+    them; symbolic dims left open are built as 1. On a GPU every kernel is compiled for its arch; with
+    ``NUMBA_ENABLE_CUDASIM=1`` the engine runs in Numba's CUDA simulator.
+    """
+    from dataclasses import replace
+
+    from .passes import optimize
+    from .runtime.engine import build
+    if precision != "fp32":
+        raise NbtrtError(f"precision {precision!r} is not available yet (fp32 only)")
+    config = config or BuildConfig(precision=precision, input_shapes=dict(input_shapes or {}),
+                                   dims=dict(dims or {}))
+    graph = parse(model)
+    open_dims = {d for v in graph.inputs for d in (v.type.shape or ()) if isinstance(d, str)}
+    config = replace(config, dims={**{d: 1 for d in open_dims}, **config.dims})
+    report = optimize(graph, config)
+    return build(graph, report, config)
+
+
+__all__ = ["parse", "plan", "compile", "BuildConfig", "NbtrtError", "ModelLoadError", "GraphError", "ShapeError", "AttributeValueError",
            "UnsupportedOpError", "InputError", "ExecutionError", "__version__"]

@@ -9,11 +9,24 @@ from __future__ import annotations
 from ..errors import UnsupportedOpError
 from ..groups import kernel_kind
 from ..ir import Node
-from . import eltwise
+from . import copy, eltwise, pad, resize
+from . import norm, pool, reduce, softmax
+from . import conv, conv_transpose, gemm
 from .kernel import KernelSpec, TensorArg
 
 FAMILIES = {
     "eltwise": eltwise,
+    "conv": conv,
+    "conv_transpose": conv_transpose,
+    "gemm": gemm,
+    "pool": pool,
+    "lrn": norm,
+    "softmax": softmax,
+    "norm": norm,
+    "reduce": reduce,
+    "copy": copy,
+    "pad": pad,
+    "resize": resize,
 }
 
 

@@ -30,7 +30,7 @@ from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifie
 TACTICS = [{"threads": t} for t in (128, 256, 512)]
 DEFAULT = {"threads": 256}
 MAX_BLOCKS = 132 * 32
-BAKE_LIMIT = 256  # constant Gather indices up to this many are baked into the source
+BAKE_LIMIT = 64  # constant Gather indices up to this many are baked into the source
 
 
 def coords(rank: int, prefix: str = "c") -> list[str]:

@@ -34,13 +34,11 @@ FRONTEND_OPS = {"Constant", "Upsample"}
 
 def load_model(model) -> onnx.ModelProto:
     """Read ``model`` (path, bytes or ModelProto) into a ModelProto with external data loaded."""
-    if isinstance(model, onnx.ModelProto):
-        return model
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        proto = _parse_bytes(bytes(model), "<bytes>")
+    if isinstance(model, (onnx.ModelProto, bytes, bytearray, memoryview)):
+        proto = model if isinstance(model, onnx.ModelProto) else _parse_bytes(bytes(model), "<bytes>")
         for t in _external_tensors(proto):
             raise ModelLoadError(f"initializer {t.name!r} keeps its data in an external file; "
-                                 "load the model from its path, not from bytes")
+                                 "load the model from its path")
         return proto
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)

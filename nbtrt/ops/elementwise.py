@@ -97,7 +97,7 @@ _SCHEMAS = [
     _binary("Add"), _binary("Sub"), _binary("Mul"), _binary("Div"),
     _variadic("Sum", FLOAT_TYPES), _variadic("Mean", FLOAT_TYPES), _variadic("Max"), _variadic("Min"),
     OpSchema("Where", _infer_where, inputs=(3, 3)),
-    OpSchema("Cast", _infer_cast, attrs={"to": REQUIRED, "saturate": 1}),
+    OpSchema("Cast", _infer_cast, attrs={"to": REQUIRED, "saturate": 1, "round_mode": "up"}),
 ]
 
 SCHEMAS: dict[str, OpSchema] = {s.op: s for s in _SCHEMAS}

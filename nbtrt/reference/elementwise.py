@@ -87,8 +87,9 @@ def _float32_round_to_odd(x: np.ndarray) -> np.ndarray:
 
 
 def _as_float32(x: np.ndarray) -> np.ndarray:
-    """``x`` as float32 for a second, final rounding to a narrower float (see above)."""
-    if x.dtype.kind in "iu" and x.dtype.itemsize >= 4 or x.dtype == np.float64:
+    """``x`` as float32 for a second, final rounding to a narrower float (see above). int32/int64 go
+    through float64 (exact up to 2**53)."""
+    if (x.dtype.kind in "iu" and x.dtype.itemsize >= 4) or x.dtype == np.float64:
         return _float32_round_to_odd(x.astype(np.float64))
     return x.astype(np.float32)
 

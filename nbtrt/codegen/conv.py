@@ -1,0 +1,199 @@
+"""Conv kernels (``nbtrt.conv`` groups): implicit GEMM, a plain GEMM for 1×1 convs, and a direct path.
+
+Implicit GEMM, per group z (grid z): ``Y[n·P + p, m] = Σ_k W[z·Mg + m, k] · cols[k, n·P + p]`` with
+M = Mg output channels, N = batch·P output positions and K = Cg·taps, where
+``cols[(c, j), (n, o)] = X[n, z·Cg + c, o·s − pad + j·d]`` (zero in the padding) is never built:
+each thread decodes its own (n, o) once and (c, j) per K slice while copying the input tile (see
+``tiled.py`` for the blocking). A 1×1, stride-1, unpadded conv is a plain GEMM: ``cols[c, (n, p)] =
+X[n, z·Cg + c, p]`` (``gemm_1x1``, no window arithmetic). Depthwise and few-channel grouped convs go
+to ``conv_direct.py``.
+
+Every finished element goes through ``store_<name>``: bounds check, the owning output's epilogue
+(bias, activation, residual...), store through the output's strides (maybe a concat slice).
+
+Tactic space: algorithm (implicit_gemm | gemm_1x1 | direct); for the GEMM algorithms the block tile
+BM×BN×BK, the micro-tile TM×TN per thread, split_k (threads of a block splitting K, for the few-block
+layers of batch 1) and unroll (the BK loop written out); for direct the threads per block.
+"""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedOpError
+from ..ir import Node
+from . import conv_direct, tiled
+from .conv_geom import ConvGeom, check_float32, geometry, store_lines
+from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, unravel
+
+_TILES = [  # bm, bn, bk, tm, tn, split_k
+    (128, 128, 8, 8, 8, 1), (128, 64, 8, 8, 8, 1), (64, 128, 8, 8, 8, 1), (64, 64, 8, 8, 8, 1),
+    (64, 64, 16, 4, 4, 1), (64, 32, 16, 4, 4, 1), (32, 64, 16, 4, 4, 1), (32, 32, 16, 4, 4, 1),
+    (64, 32, 8, 4, 4, 4), (32, 32, 8, 4, 4, 4), (32, 16, 8, 2, 2, 4), (16, 16, 8, 2, 2, 4),
+]
+_GEMM_TACTICS = [dict(bm=bm, bn=bn, bk=bk, tm=tm, tn=tn, split_k=sk) for bm, bn, bk, tm, tn, sk in _TILES]
+TACTICS = ([dict(algorithm="implicit_gemm", **t) for t in _GEMM_TACTICS]
+           + [dict(algorithm="gemm_1x1", **t) for t in _GEMM_TACTICS]
+           + [dict(algorithm="direct", threads=t) for t in (128, 256)])
+DEFAULT = dict(algorithm="implicit_gemm", bm=64, bn=64, bk=8, tm=8, tn=8, split_k=1)
+MAX_DIRECT_K = 32  # Cg·taps below which the default is the direct kernel
+
+
+def _operand_args(node: Node) -> list[TensorArg | None]:
+    return [None if v is None else TensorArg.contiguous(f"in{k}", v.type.dtype, v.type.shape)
+            for k, v in enumerate(node.inputs)]
+
+
+def is_1x1(g: ConvGeom) -> bool:
+    return g.taps == 1 and all(s == 1 for s in g.strides) and all(p == 0 for p in g.pads) and g.out == g.sizes
+
+
+def problems(g: ConvGeom, tactic: dict) -> list[str]:
+    """Why ``tactic`` cannot run this conv (empty if it can)."""
+    algo = tactic.get("algorithm")
+    if algo == "direct":
+        return [] if 32 <= tactic.get("threads", 0) <= 1024 else ["threads"]
+    if algo not in ("implicit_gemm", "gemm_1x1"):
+        return [f"unknown algorithm {algo!r}"]
+    if algo == "gemm_1x1" and not is_1x1(g):
+        return ["gemm_1x1 needs a 1x1 kernel, stride 1 and no padding"]
+    t = tiled.Tile.of(tactic)
+    return t.problems(True, False) + tiled.grid_problems(t, g.mg, g.n * g.pixels, g.groups)
+
+
+def valid(node: Node, tactic: dict) -> bool:
+    try:
+        return not problems(geometry(node, _operand_args(node)), tactic)
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def pick(g: ConvGeom) -> dict:
+    """A reasonable tactic without tuning: direct for few channels per group, else the largest tile
+    that still fills the GPU (132 SMs), splitting K when even small tiles leave it mostly idle."""
+    if g.cg * g.taps < MAX_DIRECT_K or g.mg < 8:
+        return dict(algorithm="direct", threads=128)
+    algo = "gemm_1x1" if is_1x1(g) else "implicit_gemm"
+    n = g.n * g.pixels
+    for t in _GEMM_TACTICS:
+        blocks = -(-n // t["bn"]) * -(-g.mg // t["bm"]) * g.groups
+        if blocks >= 132 * (1 if t["split_k"] > 1 else 2) and t["bm"] <= max(16, g.mg) * 2:
+            return dict(algorithm=algo, **t)
+    return dict(algorithm=algo, **_GEMM_TACTICS[-1])
+
+
+def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
+    check_float32(node, outputs, inputs)
+    g = geometry(node, inputs)
+    tactic = dict(tactic or pick(g))
+    why = problems(g, tactic)
+    if why:
+        raise UnsupportedOpError([(node.name, f"conv tactic {tactic}: {'; '.join(why)}")])
+    name = "conv_" + identifier(node.name)
+    used = [a for a in inputs if a is not None]
+    params = [o.param for o in outputs] + [a.param for a in used]
+    lines = header("conv", node, tactic, outputs, used)
+    lines.append(f"# group {g.groups}, kernel {list(g.kernel)}, strides {list(g.strides)}, pads {list(g.pads)}, "
+                 f"dilations {list(g.dilations)}; GEMM per group: M={g.mg} N={g.n * g.pixels} K={g.cg * g.taps}")
+    if tactic["algorithm"] == "direct":
+        body, grid, block = conv_direct.kernel(name, node, g, outputs, inputs, params, tactic["threads"])
+    else:
+        body, grid, block = _gemm_kernel(name, node, g, outputs, inputs, params, tactic)
+    return KernelSpec(name, "\n".join(lines + body) + "\n", params, grid, block,
+                      [o.dtype for o in outputs] + [a.dtype for a in used], tactic)
+
+
+def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
+    t = tiled.Tile.of(tactic)
+    x, w = inputs[0], inputs[1]
+    if w.strides[1:] != contiguous_strides(w.shape[1:]):
+        raise UnsupportedOpError([(node.name, "conv weights must be contiguous per output channel")])
+    k_total, n_total = g.cg * g.taps, g.n * g.pixels
+    prologue = []
+    if g.groups > 1:
+        prologue += [f"xz = z * {g.cg * x.strides[1]}  # this group's first input channel",
+                     f"wz = z * {g.mg * w.strides[0]}  # and its first filter"]
+    a = tiled.Operand(g.mg, True, lambda xm, p: [f"{p}row = {_sum([str(w.offset), 'wz' if g.groups > 1 else '0', _mul(xm, w.strides[0])])}"],
+                      lambda p, k, tmp: ([], [], f"{w.param}[{p}row + {k}]"))
+    b = _pixels(g, x) if tactic["algorithm"] == "gemm_1x1" else _im2col(g, x)
+    store = "store_" + identifier(node.name)
+    extra = [o.param for o in outputs] + [i.param for i in inputs[2:] if i is not None]
+    call = lambda v, m, n: f"{store}({', '.join(extra)}, z, {m}, {n}, {v})"
+    lines = _store_function(store, node, g, outputs, inputs, extra, t)
+    lines += tiled.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call)
+    grid, block = tiled.launch(t, g.mg, n_total, g.groups)
+    return lines, grid, block
+
+
+def _store_function(store, node, g: ConvGeom, outputs, inputs, extra, t: tiled.Tile) -> list[str]:
+    n_total = g.n * g.pixels
+    checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + ([f"n < {n_total}"] if n_total % t.bn else [])
+    body = ([f"img = n // {g.pixels}"] if g.n > 1 else []) + [f"pix = n % {g.pixels}" if g.n > 1 else "pix = n"]
+    body += unravel("pix", g.out, "o")
+    body.append(f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m")
+    body += store_lines(node, outputs, inputs, "ch", ["img" if g.n > 1 else "0"] + [f"o{a}" for a in range(g.nsp)], "v")
+    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra)}, z, m, n, v):"]
+    if checks:
+        return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
+    return lines + indent(body, 1) + [""]
+
+
+def _mul(name: str, k: int) -> str:
+    return "0" if k == 0 else name if k == 1 else f"{name} * {k}"
+
+
+def _sum(terms: list[str]) -> str:
+    return conv_direct._sum(terms)
+
+
+def _pixels(g: ConvGeom, x: TensorArg) -> tiled.Operand:
+    """B of a 1×1 conv: column (n, p) of channel row c is X[n, z·Cg + c, p]."""
+    flat = x.strides[2:] == contiguous_strides(g.sizes)
+
+    def setup(xn: str, p: str) -> list[str]:
+        lines = [f"{p}img = {xn} // {g.pixels}" if g.n > 1 else None,
+                 f"{p}pix = {xn} % {g.pixels}" if g.n > 1 else f"{p}pix = {xn}"]
+        lines = [ln for ln in lines if ln]
+        if flat:
+            spatial = [f"{p}pix"]
+        else:
+            lines += unravel(f"{p}pix", g.sizes, f"{p}o")
+            spatial = [_mul(f"{p}o{a}", x.strides[2 + a]) for a in range(g.nsp)]
+        terms = [str(x.offset), _mul(f"{p}img", x.strides[0]) if g.n > 1 else "0",
+                 "xz" if g.groups > 1 else "0"] + spatial
+        return lines + [f"{p}base = {_sum(terms)}"]
+
+    return tiled.Operand(g.n * g.pixels, False, setup,
+                         lambda p, k, tmp: ([], [], f"{x.param}[{p}base + {_mul(k, x.strides[1])}]"))
+
+
+def _im2col(g: ConvGeom, x: TensorArg) -> tiled.Operand:
+    """B of the implicit GEMM: column (n, o), row (c, j) reads X[n, z·Cg + c, o·s − pad + j·d]."""
+
+    def setup(xn: str, p: str) -> list[str]:
+        lines = [f"{p}img = {xn} // {g.pixels}"] if g.n > 1 else []
+        lines.append(f"{p}pix = {xn} % {g.pixels}" if g.n > 1 else f"{p}pix = {xn}")
+        lines += unravel(f"{p}pix", g.out, f"{p}o")
+        for a in range(g.nsp):  # the window's corner in the input (may lie in the padding)
+            lines.append(f"{p}i{a} = {_sum([_mul(f'{p}o{a}', g.strides[a]), str(-g.pads[a])])}")
+        terms = [str(x.offset), _mul(f"{p}img", x.strides[0]) if g.n > 1 else "0", "xz" if g.groups > 1 else "0"]
+        return lines + [f"{p}base = {_sum(terms)}"]
+
+    def load(p: str, k: str, t: str):
+        lines, conds = [], []
+        if g.taps > 1:
+            lines += [f"{t}c = {k} // {g.taps}", f"{t}j = {k} % {g.taps}"]
+            lines += [ln for ln in unravel(f"{t}j", g.kernel, f"{t}j") if not ln.endswith(" = 0")]
+        chan = f"{t}c" if g.taps > 1 else k
+        terms = [f"{p}base", _mul(chan, x.strides[1])]
+        for a in range(g.nsp):
+            pos = f"{p}i{a}"
+            if g.kernel[a] > 1:
+                lines.append(f"{t}h{a} = {p}i{a} + {_mul(f'{t}j{a}', g.dilations[a])}")
+                pos = f"{t}h{a}"
+            if g.pads[a] > 0:
+                conds.append(f"{pos} >= 0")
+            if (g.out[a] - 1) * g.strides[a] - g.pads[a] + (g.kernel[a] - 1) * g.dilations[a] >= g.sizes[a]:
+                conds.append(f"{pos} < {g.sizes[a]}")
+            terms.append(_mul(pos, x.strides[2 + a]))
+        return lines, conds, f"{x.param}[{_sum(terms)}]"
+
+    return tiled.Operand(g.n * g.pixels, False, setup, load)

@@ -1,0 +1,133 @@
+"""What the conv templates share: the resolved geometry of a Conv / ConvTranspose group and the code
+that stores one result element through its output's epilogue.
+
+Geometry (N-d, NCHW-style, ``nsp`` spatial axes): X (N, C, *sizes), Y (N, M, *out), G groups with
+Cg = C / G input and Mg = M / G output channels each. For Conv, W is (M, Cg, *kernel) and output
+position o reads input position ``o·s − pad + j·d`` for kernel offset j. For ConvTranspose, W is
+(C, Mg, *kernel) and output position o (after the crop) receives input position i when
+``o + crop = i·s + j·d``.
+
+A merged conv has several outputs: global channel ``m`` belongs to output i when
+``offset_i <= m < offset_i + splits[i]``; each output has its own TensorArg (maybe a strided slice of
+a concat buffer) and epilogue program, whose operands broadcast against that output's shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from ..errors import UnsupportedOpError
+from ..ir import Node
+from ..ops.window import forward_shape, int_tuple, kernel_from_attr, transpose_shape, window_attrs
+from . import epilogue
+from .kernel import TensorArg, index_of
+
+
+@dataclass(frozen=True)
+class ConvGeom:
+    n: int                      # batch
+    c: int                      # input channels
+    m: int                      # output channels (all outputs together)
+    groups: int
+    sizes: tuple[int, ...]      # input spatial sizes
+    out: tuple[int, ...]        # output spatial sizes
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    pads: tuple[int, ...]       # Conv: begin pads; ConvTranspose: begin crops (may be negative)
+
+    @property
+    def nsp(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def cg(self) -> int:
+        return self.c // self.groups
+
+    @property
+    def mg(self) -> int:
+        return self.m // self.groups
+
+    @property
+    def taps(self) -> int:
+        return prod(self.kernel)
+
+    @property
+    def pixels(self) -> int:
+        return prod(self.out)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.n * self.m * self.pixels * self.cg * self.taps
+
+
+def base_node(node: Node) -> Node:
+    """The anchor op as a plain node (for the window helpers and error messages)."""
+    return Node(node.attrs["base"], [], [], node.attrs["base_attrs"], name=node.name)
+
+
+def geometry(node: Node, inputs: list[TensorArg | None]) -> ConvGeom:
+    base = base_node(node)
+    x, w = inputs[0], inputs[1]
+    win = window_attrs(base, kernel_from_attr(base, w.shape[2:]))
+    groups = int(base.attrs.get("group") or 1)
+    if base.op == "Conv":
+        out, pads = forward_shape(base, win, x.shape[2:])
+        m = w.shape[0]
+    else:
+        out, pads = transpose_shape(base, win, x.shape[2:])
+        m = w.shape[1] * groups
+    nsp = len(win.kernel)
+    return ConvGeom(x.shape[0], x.shape[1], m, groups, tuple(x.shape[2:]), tuple(out),
+                    tuple(win.kernel), win.strides, win.dilations, tuple(pads[:nsp]))
+
+
+def output_padding(node: Node, nsp: int) -> tuple[int, ...]:
+    return int_tuple(base_node(node), "output_padding", nsp, 0, 0)
+
+
+def split_offsets(node: Node, total: int, n_outputs: int) -> list[int]:
+    """Start channel of each output (plus the end)."""
+    splits = tuple(node.attrs.get("splits") or ())
+    if len(splits) != n_outputs:
+        if n_outputs != 1:
+            raise UnsupportedOpError([(node.name, f"{n_outputs} outputs but splits {splits}")])
+        splits = (total,)
+    offsets = [0]
+    for s in splits:
+        offsets.append(offsets[-1] + int(s))
+    if offsets[-1] != total:
+        raise UnsupportedOpError([(node.name, f"splits {splits} do not add up to {total} channels")])
+    return offsets
+
+
+def check_float32(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None]) -> None:
+    bad = [a.param for a in outputs + [a for a in inputs[:2] if a is not None] if a.dtype != "float32"]
+    if bad:
+        raise UnsupportedOpError([(node.name, f"{node.op}: only float32 kernels so far ({', '.join(bad)})")])
+
+
+def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], chan: str,
+                coords: list[str], value: str) -> list[str]:
+    """Lines that store ``value`` (the anchor's result at batch/spatial ``coords`` and global channel
+    ``chan``) through the epilogue of the output that owns ``chan``."""
+    offsets = split_offsets(node, _total(node, outputs), len(outputs))
+    lines: list[str] = []
+    for i, out in enumerate(outputs):
+        local = chan if offsets[i] == 0 else f"cl{i}"
+        full = [coords[0], local] + list(coords[1:])
+        load = lambda k, out=out, full=full: f"{inputs[k].param}[{index_of(inputs[k], out.shape, full)}]"
+        body, result = epilogue.emit(node.attrs["epilogues"][i], value, load, "float32", prefix=f"e{i}_")
+        body = ([f"{local} = {chan} - {offsets[i]}"] if offsets[i] else []) + body
+        body.append(f"{out.param}[{index_of(out, out.shape, full)}] = {result}")
+        if len(outputs) == 1:
+            return body
+        test = "else:" if i == len(outputs) - 1 else f"{'if' if i == 0 else 'elif'} {chan} < {offsets[i + 1]}:"
+        lines.append(test)
+        lines += ["    " + b for b in body]
+    return lines
+
+
+def _total(node: Node, outputs: list[TensorArg]) -> int:
+    return sum(int(o.shape[1]) for o in outputs)

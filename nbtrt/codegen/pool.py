@@ -1,0 +1,210 @@
+"""Pooling kernels: ``nbtrt.pool`` groups (MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool with
+their fused epilogue), and plain MaxPool / AveragePool nodes (also MaxPool's ``Indices`` output).
+
+Windowed pools: one thread per output element (grid-stride loop). Along spatial axis i with kernel K,
+stride s, dilation d and begin pad pb, output o reads input positions ``o·s − pb + k·d`` (k < K); a
+position outside the input is skipped (MaxPool pads with −∞). Bounds checks are emitted only on axes
+where some window leaves the input. AveragePool divides by the number of counted cells, which is
+separable: the product over axes of the cells inside the input (``count_include_pad`` = 0) or inside
+the input plus its explicit pads (= 1) — never the extra end cells that ``ceil_mode`` adds.
+Geometry is resolved exactly as the op schema and the reference do (``ops/window.py``).
+
+Global pools reduce each (n, c) row over the spatial axes with the block-per-row skeleton of
+``reduce.py`` (a shared-memory tree), so that 7×7 and 56×56 global pools both fill the GPU.
+
+Each output applies its epilogue program (``acc``: the pooled value; ``in<k>``: node input k read at
+the output's coordinates) and writes through its own strides (it may be a slice of a concat buffer).
+Outputs of a group with several ``splits`` each own a channel range of the pooled result.
+
+Tactic space: block size (``threads`` × ``rows``) for windowed pools; ``threads`` × ``rows`` of the
+row skeleton for global pools (see :func:`space`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..groups import is_group
+from ..ir import Node
+from ..ops.window import flag, forward_shape, window_attrs
+from ..reference.window import needed_end_pads
+from . import epilogue
+from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, unravel
+from .reduce import ROW_TACTICS, RowCode, Rows, compute_dtype, load, lowest, resolve
+
+WINDOW_TACTICS = [{"threads": t, "rows": 1} for t in (64, 128, 256, 512)]
+TACTICS = WINDOW_TACTICS + ROW_TACTICS
+DEFAULT = {"threads": "auto", "rows": "auto"}
+GLOBAL = ("GlobalAveragePool", "GlobalMaxPool")
+MAX_BLOCKS = 132 * 32
+
+
+def space(node: Node) -> list[dict]:
+    """The tactics worth timing for ``node``."""
+    return ROW_TACTICS if _anchor(node)[0] in GLOBAL else WINDOW_TACTICS
+
+
+def _anchor(node: Node):
+    """(base op, base attrs, epilogue programs, splits) of a group or a plain pool node."""
+    if is_group(node):
+        a = node.attrs
+        return a["base"], a["base_attrs"], a["epilogues"], tuple(a["splits"])
+    return node.op, node.attrs, ((),), ()
+
+
+def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
+    base, attrs, programs, splits = _anchor(node)
+    x = inputs[0]
+    cd = compute_dtype(x.dtype)
+    n_main = len(programs)
+    name = f"{base.lower()}_{identifier(node.name)}"
+    if base in GLOBAL:
+        return _global(node, base, name, programs, splits, outputs[:n_main], inputs, cd, tactic)
+    return _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tactic)
+
+
+def _epilogues(programs, splits, outputs, inputs, coords, cd) -> list[str]:
+    """Apply each output's program to ``acc`` at pooled coordinates ``coords`` and store it; with
+    several outputs, output i owns channels [offset_i, offset_i + splits[i])."""
+    if len(programs) == 1:
+        return _store(programs[0], outputs[0], inputs, coords, cd, "e")
+    lines, offset = [], 0
+    for i, (program, out) in enumerate(zip(programs, outputs)):
+        local = [coords[0], f"cl{i}"] + list(coords[2:])
+        body = [f"cl{i} = {coords[1]} - {offset}"] + _store(program, out, inputs, local, cd, f"e{i}_")
+        test = f"{coords[1]} < {offset + splits[i]}"
+        lines += [f"{'if' if i == 0 else 'elif'} {test}:" if i < len(programs) - 1 else "else:"] + indent(body)
+        offset += splits[i]
+    return lines
+
+
+def _store(program, out: TensorArg, inputs, coords, cd, prefix) -> list[str]:
+    fetch = lambda k: load(inputs[k], index_of(inputs[k], out.shape, coords), cd)
+    body, result = epilogue.emit(program, "acc", fetch, cd, prefix)
+    return body + [f"{out.param}[{index_of(out, out.shape, coords)}] = {result}"]
+
+
+def _params(outputs, inputs, programs) -> list[str]:
+    used = sorted({0} | {k for p in programs for k in epilogue.operands(p)})
+    return [o.param for o in outputs] + [inputs[k].param for k in used]
+
+
+# -- windowed pools -----------------------------------------------------------------------------------
+
+def _geometry(node: Node, base: str, attrs: dict, x: TensorArg):
+    """Per spatial axis: (size, kernel, stride, dilation, pad begin, pad end, out)."""
+    stub = Node(base, [], [], dict(attrs), name=node.name)
+    win = window_attrs(stub, tuple(int(k) for k in attrs["kernel_shape"]))
+    out, pads = forward_shape(stub, win, x.shape[2:], flag(stub, "ceil_mode"))
+    nsp = len(out)
+    return [(x.shape[2 + i], win.kernel[i], win.strides[i], win.dilations[i], pads[i], pads[nsp + i], out[i])
+            for i in range(nsp)]
+
+
+def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tactic) -> KernelSpec:
+    x = inputs[0]
+    geo = _geometry(node, base, attrs, x)
+    nsp, is_max = len(geo), base == "MaxPool"
+    acc_shape = tuple(x.shape[:2]) + tuple(g[6] for g in geo)
+    total = int(np.prod(acc_shape, dtype=np.int64))
+    indices = outputs[len(programs)] if is_max and len(outputs) > len(programs) else None
+    lines = ["i = cuda.grid(1)", "step = cuda.gridsize(1)", f"while i < {total}:"]
+    body = unravel("i", acc_shape)
+    xs = x.strides
+    body.append(f"xb = {' + '.join(([str(x.offset)] if x.offset else []) + [f'c0 * {xs[0]}', f'c1 * {xs[1]}'])}")
+    body += [f"p{2 + i} = c{2 + i}{f' * {s}' if s != 1 else ''}{f' - {pb}' if pb else ''}  # window start, axis {2 + i}"
+             for i, (n, k, s, d, pb, pe, o) in enumerate(geo)]
+    body.append(f"acc = {lowest(cd) if is_max else literal(0, cd)}")
+    if indices is not None:
+        body.append("arg = int64(-1)")
+    body += _window_loops(geo, x, cd, is_max, indices, attrs)
+    if not is_max:
+        body += _counts(geo, flag(Node(base, [], [], dict(attrs)), "count_include_pad"), cd)
+    body += _epilogues(programs, splits, outputs, inputs, [f"c{a}" for a in range(len(acc_shape))], cd)
+    if indices is not None:
+        body.append(f"{indices.param}[{index_of(indices, indices.shape, [f'c{a}' for a in range(2 + nsp)])}] = arg")
+    lines += indent(body + ["i += step"])
+    t = dict(DEFAULT, **(tactic or {}))
+    threads = 256 if t["threads"] == "auto" else t["threads"] * (1 if t["rows"] == "auto" else t["rows"])
+    t = {"threads": threads, "rows": 1}
+    params = _params(outputs[:len(programs)], inputs, programs) + ([indices.param] if indices is not None else [])
+    src = header("pool", node, t, outputs, [inputs[0]] + [a for a in inputs[1:] if a is not None])
+    src.append(f"# {base} " + "; ".join(f"axis {2 + i}: size {n} kernel {k} stride {s} dilation {d} "
+                                        f"pads {pb},{pe} out {o}" for i, (n, k, s, d, pb, pe, o) in enumerate(geo)))
+    src += [f"def {name}({', '.join(params)}):"] + indent(lines)
+    blocks = max(1, min(-(-total // threads), MAX_BLOCKS))
+    dtypes = {a.param: a.dtype for a in outputs + [a for a in inputs if a is not None]}
+    return KernelSpec(name, "\n".join(src) + "\n", params, (blocks, 1, 1), (threads, 1, 1),
+                      [dtypes[p] for p in params], t)
+
+
+def _window_loops(geo, x: TensorArg, cd, is_max, indices, attrs) -> list[str]:
+    """Nested loops over the window, innermost accumulating into ``acc`` (and ``arg``)."""
+    nsp = len(geo)
+    spatial = [f"x{2 + i}" if x.strides[2 + i] == 1 else f"x{2 + i} * {x.strides[2 + i]}" for i in range(nsp)]
+    inner = [f"v = {load(x, ' + '.join(['xb'] + spatial), cd)}"]
+    if is_max and indices is not None:
+        flat = _flat_index(geo, x.shape[1], bool(attrs.get("storage_order", 0)))
+        inner += ["if v > acc or arg < 0:", "    acc = v", f"    arg = {flat}"]
+    else:
+        inner.append("acc = max(acc, v)" if is_max else "acc += v")
+    for i in reversed(range(nsp)):
+        n, k, s, d, pb, pe, o = geo[i]
+        a = 2 + i
+        pos = f"x{a} = p{a}" + (f" + k{a}" if d == 1 else f" + k{a} * {d}")
+        low, high = pb > 0, (o - 1) * s - pb + (k - 1) * d >= n
+        test = " and ".join(([f"x{a} >= 0"] if low else []) + ([f"x{a} < {n}"] if high else []))
+        inner = [f"for k{a} in range({k}):", "    " + pos] + indent([f"if {test}:"] + indent(inner) if test
+                                                                   else inner)
+    return inner
+
+
+def _flat_index(geo, channels: int, column_major: bool) -> str:
+    """MaxPool Indices: the flat position in X (row or column major over the spatial axes)."""
+    nsp = len(geo)
+    sizes = [g[0] for g in geo]
+    terms, scale = [], 1
+    for i in (range(nsp) if column_major else reversed(range(nsp))):
+        terms.append(f"x{2 + i}" if scale == 1 else f"x{2 + i} * {scale}")
+        scale *= sizes[i]
+    return f"(c0 * {channels} + c1) * {scale} + " + " + ".join(terms)
+
+
+def _counts(geo, include_pad: bool, cd) -> list[str]:
+    """AveragePool's divisor: per axis the counted cells of the window, then ``acc /= product``."""
+    lines, factors = [], []
+    for i, (n, k, s, d, pb, pe, o) in enumerate(geo):
+        a = 2 + i
+        lo, hi = (-pb, n + pe) if include_pad else (0, n)
+        if -pb >= lo and (o - 1) * s - pb + (k - 1) * d < hi:
+            factors.append(str(k))  # every window lies inside [lo, hi) along this axis
+            continue
+        if d == 1:
+            lines.append(f"n{a} = min(p{a} + {k}, {hi}) - max(p{a}, {lo})")
+        else:
+            lines += [f"n{a} = 0", f"for k{a} in range({k}):",
+                      f"    if {lo} <= p{a} + k{a} * {d} < {hi}:", f"        n{a} += 1"]
+        factors.append(f"n{a}")
+    return lines + [f"acc = acc / {cd}({' * '.join(factors)})"]
+
+
+# -- global pools -------------------------------------------------------------------------------------
+
+def _global(node, base, name, programs, splits, outputs, inputs, cd, tactic) -> KernelSpec:
+    x = inputs[0]
+    rows = Rows(x.shape, tuple(range(2, len(x.shape))))
+    t = resolve(tactic, rows, x)
+    code = RowCode(rows, t, cd)
+    is_max = base == "GlobalMaxPool"
+    per_row = [f"xb = {code.base(x)}"]
+    per_row += code.fold(x, "acc", "max" if is_max else "sum", lowest(cd) if is_max else literal(0, cd))
+    finish = [] if is_max else [f"acc = acc / {literal(rows.L, cd)}"]
+    finish += _epilogues(programs, splits, outputs, inputs, rows.coords("0"), cd)
+    per_row += [f"if {code.leader()}:"] + indent(finish)
+    params = _params(outputs, inputs, programs)
+    src = header("pool", node, t, outputs, [a for a in inputs if a is not None])
+    src.append(f"# {base}: {rows.R} rows (n, c) x {rows.L} spatial elements, a block-level tree reduction")
+    src += code.function(name, params, per_row)
+    grid, block = code.launch()
+    dtypes = {a.param: a.dtype for a in outputs + [a for a in inputs if a is not None]}
+    return KernelSpec(name, "\n".join(src) + "\n", params, grid, block, [dtypes[p] for p in params], t)

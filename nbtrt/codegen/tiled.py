@@ -1,0 +1,226 @@
+"""The tiled matrix-product core shared by the conv (implicit GEMM) and gemm templates.
+
+For one grid z (a conv group, a MatMul batch) a block computes the BM×BN tile at (m0, n0) of
+``C[m, n] = Σ_k A[m, k] · B[k, n]`` (M×N×K), stepping over K in BK slices:
+
+- each thread copies BK·BM/T elements of A and BK·BN/T of B from global memory into shared tiles
+  ``a_tile[k, m]`` / ``b_tile[k, n]``, consecutive threads along the operand's contiguous axis
+  (coalesced); the loads of the next slice are issued into registers before the current slice is
+  multiplied (a register prefetch), so their latency hides behind the FMAs;
+- each thread multiplies a TM×TN micro-tile held in scalar registers ``c<i>_<j>``: rows
+  ``ty + i·BM/TM``, columns ``tx + j·BN/TN`` (strided, so the shared reads are conflict-free and the
+  final stores coalesce);
+- with split_k = S > 1 the block's threads form S slices that take every S-th K slice; their
+  partial tiles are summed (in a fixed order) through shared memory before the store.
+
+The template supplies each operand as an :class:`Operand` (how a thread finds element (x, k): setup
+outside the K loop, the load inside it) and a store call applied to every finished element (bounds
+checks, epilogue, write). Out-of-range elements load as zero, so no tile size has to divide anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+MAX_SHARED = 48 * 1024
+MAX_THREADS = 1024
+
+
+@dataclass(frozen=True)
+class Tile:
+    bm: int
+    bn: int
+    bk: int
+    tm: int
+    tn: int
+    split_k: int = 1
+    unroll: bool = False
+
+    @staticmethod
+    def of(tactic: dict) -> "Tile":
+        return Tile(tactic["bm"], tactic["bn"], tactic["bk"], tactic["tm"], tactic["tn"],
+                    tactic.get("split_k", 1), bool(tactic.get("unroll", False)))
+
+    @property
+    def slice_threads(self) -> int:
+        return (self.bm // self.tm) * (self.bn // self.tn)
+
+    @property
+    def threads(self) -> int:
+        return self.split_k * self.slice_threads
+
+    def pad(self, x: int, k_major: bool) -> int:
+        """Row padding of a k-major tile so that the transposing stores hit distinct banks."""
+        return 32 // self.bk if k_major and x % 32 == 0 and self.bk <= 32 else 0
+
+    def shared_bytes(self, a_k_major: bool, b_k_major: bool) -> int:
+        tiles = self.split_k * self.bk * (self.bm + self.pad(self.bm, a_k_major) + self.bn + self.pad(self.bn, b_k_major))
+        reduce = self.split_k * self.bm * self.bn if self.split_k > 1 else 0
+        return 4 * (tiles + reduce)
+
+    def problems(self, a_k_major: bool, b_k_major: bool) -> list[str]:
+        """Why this tile cannot be generated (empty if it can)."""
+        why = []
+        if self.bm % self.tm or self.bn % self.tn:
+            why.append("micro-tile does not divide the block tile")
+            return why
+        ts = self.slice_threads
+        if not 32 <= self.threads <= MAX_THREADS:
+            why.append(f"{self.threads} threads")
+        for x, k_major in ((self.bm, a_k_major), (self.bn, b_k_major)):
+            if (self.bk * x) % ts:
+                why.append(f"{self.bk}x{x} tile does not split over {ts} threads")
+            elif k_major and ts % self.bk:
+                why.append(f"{ts} threads do not cover BK={self.bk}")
+            elif not k_major and ts % x and x % ts:
+                why.append(f"{ts} threads and a {x}-wide tile do not nest")
+        if (self.tm * self.tn) % self.split_k:
+            why.append(f"split_k {self.split_k} does not divide the micro-tile")
+        if self.shared_bytes(a_k_major, b_k_major) > MAX_SHARED:
+            why.append(f"{self.shared_bytes(a_k_major, b_k_major)} bytes of shared memory")
+        return why
+
+
+@dataclass
+class Operand:
+    """One side of the product. ``x`` is its free index (m for A, n for B).
+
+    ``setup(x, p)``: lines run once per thread that define variables named ``p...`` for global free
+    index ``x`` (an expression). ``load(p, k, t)``: (lines, extra conditions, element expression) of
+    element (x, k) using the setup variables ``p...`` and temporaries named ``t...``.
+    """
+
+    extent: int
+    k_major: bool
+    setup: Callable[[str, str], list[str]]
+    load: Callable[[str, str, str], tuple[list[str], list[str], str]]
+
+
+def _mapping(op: Operand, x_tile: int, t: Tile, r: int):
+    """(x base, x const, k base, k const) of the r-th element a thread copies into a tile."""
+    ts, bk = t.slice_threads, t.bk
+    if op.k_major:  # element e = st + r·T: k = e % BK, x = e // BK
+        return f"st // {bk}", r * (ts // bk), f"st % {bk}", 0
+    if ts % x_tile == 0:  # x = e % X, k = e // X
+        return f"st % {x_tile}", 0, f"st // {x_tile}", r * (ts // x_tile)
+    q = x_tile // ts
+    return "st", (r % q) * ts, None, r // q
+
+
+def _plus(base: str | None, const: int) -> str:
+    if base is None:
+        return str(const)
+    return f"{base} + {const}" if const else base
+
+
+class _Loader:
+    """Code for one operand's share of the tile copies."""
+
+    def __init__(self, op: Operand, name: str, x0: str, x_tile: int, t: Tile, k_total: int):
+        self.op, self.name, self.t, self.k_total = op, name, t, k_total
+        self.count = t.bk * x_tile // t.slice_threads
+        self.maps = [_mapping(op, x_tile, t, r) for r in range(self.count)]
+        self.x0, self.x_tile = x0, x_tile
+        self.slot = "ks, " if t.split_k > 1 else ""
+
+    def setup(self) -> list[str]:
+        n, lines = self.name, []
+        xb, _, kb, _ = self.maps[0]
+        lines.append(f"{n}xl = {xb}")
+        if kb is not None:
+            lines.append(f"{n}kl = {kb}")
+        for u, xc in enumerate(self.xconsts()):
+            lines.append(f"{n}x{u} = {self.x0} + {_plus(f'{n}xl', xc)}")
+            if self.op.extent % self.x_tile:
+                lines.append(f"{n}{u}_ok = {n}x{u} < {self.op.extent}")
+            lines += self.op.setup(f"{n}x{u}", f"{n}{u}_")
+        return lines
+
+    def xconsts(self) -> list[int]:
+        return list(dict.fromkeys(m[1] for m in self.maps))
+
+    def loads(self) -> list[str]:
+        """Global -> registers ``<name>r<r>`` for the K slice starting at k0."""
+        n, lines, xcs = self.name, [], self.xconsts()
+        for r, (_, xc, kb, kc) in enumerate(self.maps):
+            u = xcs.index(xc)
+            k = f"{n}k{r}"
+            lines.append(f"{k} = k0 + {_plus(f'{n}kl' if kb is not None else None, kc)}")
+            body, conds, expr = self.op.load(f"{n}{u}_", k, f"{n}t{r}_")
+            conds = ([f"{n}{u}_ok"] if self.op.extent % self.x_tile else []) + [f"{k} < {self.k_total}"] + conds
+            lines += body + [f"{n}r{r} = {expr} if {' and '.join(conds)} else float32(0.0)"]
+        return lines
+
+    def stores(self) -> list[str]:
+        n = self.name
+        return [f"{n}_tile[{self.slot}{_plus(f'{n}kl' if kb is not None else None, kc)}, "
+                f"{_plus(f'{n}xl', xc)}] = {n}r{r}" for r, (_, xc, kb, kc) in enumerate(self.maps)]
+
+
+def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: Operand, b: Operand,
+           prologue: list[str], store: Callable[[str, str, str], str]) -> list[str]:
+    """Source lines of the kernel ``name``; ``store(value, m, n)`` is one store statement."""
+    m_total, n_total, k_total = mnk
+    ry, rx, sk = t.bm // t.tm, t.bn // t.tn, t.split_k
+    la = _Loader(a, "a", "m0", t.bm, t, k_total)
+    lb = _Loader(b, "b", "n0", t.bn, t, k_total)
+    slices = -(-k_total // t.bk)
+    steps = -(-slices // sk)
+    lead = (sk,) if sk > 1 else ()
+    body = ["tid = cuda.threadIdx.x", "z = cuda.blockIdx.z",
+            f"m0 = cuda.blockIdx.y * {t.bm}", f"n0 = cuda.blockIdx.x * {t.bn}"]
+    body += [f"ks = tid // {t.slice_threads}  # split-K slice", f"st = tid % {t.slice_threads}"] if sk > 1 else ["st = tid"]
+    body += [f"tx = st % {rx}", f"ty = st // {rx}",
+             f"a_tile = cuda.shared.array({lead + (t.bk, t.bm + t.pad(t.bm, a.k_major))}, float32)",
+             f"b_tile = cuda.shared.array({lead + (t.bk, t.bn + t.pad(t.bn, b.k_major))}, float32)"]
+    body += prologue + ["# what this thread copies into the tiles"] + la.setup() + lb.setup()
+    body += [f"c{i}_{j} = float32(0.0)" for i in range(t.tm) for j in range(t.tn)]
+    body += [f"k0 = ks * {t.bk}" if sk > 1 else "k0 = 0"] + la.loads() + lb.loads()
+    body += [f"for step in range({steps}):"]
+    loop = la.stores() + lb.stores() + ["cuda.syncthreads()", f"k0 += {t.bk * sk}",
+                                         "# prefetch the next K slice while this one is multiplied"]
+    loop += la.loads() + lb.loads() + _multiply(t) + ["cuda.syncthreads()"]
+    body += ["    " + line for line in loop]
+    body += _finish(t, store)
+    return [f"def {name}({', '.join(params)}):"] + ["    " + line for line in body]
+
+
+def _multiply(t: Tile) -> list[str]:
+    ry, rx = t.bm // t.tm, t.bn // t.tn
+    slot = "ks, " if t.split_k > 1 else ""
+
+    def step(kk: str) -> list[str]:
+        lines = [f"a{i} = a_tile[{slot}{kk}, {_plus('ty', i * ry)}]" for i in range(t.tm)]
+        lines += [f"b{j} = b_tile[{slot}{kk}, {_plus('tx', j * rx)}]" for j in range(t.tn)]
+        lines += ["; ".join(f"c{i}_{j} += a{i} * b{j}" for j in range(t.tn)) for i in range(t.tm)]
+        return lines
+
+    if t.unroll:
+        return [line for kk in range(t.bk) for line in step(str(kk))]
+    return [f"for kk in range({t.bk}):"] + ["    " + line for line in step("kk")]
+
+
+def _finish(t: Tile, store: Callable[[str, str, str], str]) -> list[str]:
+    ry, rx, sk = t.bm // t.tm, t.bn // t.tn, t.split_k
+    if sk == 1:
+        return [store(f"c{i}_{j}", f"m0 + {_plus('ty', i * ry)}", f"n0 + {_plus('tx', j * rx)}")
+                for i in range(t.tm) for j in range(t.tn)]
+    lines = ["# sum the split-K slices' partial tiles",
+             f"partial = cuda.shared.array(({sk}, {t.bm}, {t.bn}), float32)"]
+    lines += [f"partial[ks, {_plus('ty', i * ry)}, {_plus('tx', j * rx)}] = c{i}_{j}"
+              for i in range(t.tm) for j in range(t.tn)]
+    total = " + ".join(f"partial[{s}, row, col]" for s in range(sk))
+    lines += ["cuda.syncthreads()", f"for r in range({t.bm * t.bn // t.threads}):",
+              f"    e = tid + r * {t.threads}", f"    row = e // {t.bn}", f"    col = e % {t.bn}",
+              "    " + store(total, "m0 + row", "n0 + col")]
+    return lines
+
+
+def launch(t: Tile, m_total: int, n_total: int, z: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    return (-(-n_total // t.bn), -(-m_total // t.bm), z), (t.threads, 1, 1)
+
+
+def grid_problems(t: Tile, m_total: int, n_total: int, z: int) -> list[str]:
+    grid, _ = launch(t, m_total, n_total, z)
+    return [f"grid {grid} exceeds the launch limits"] if grid[1] > 65535 or grid[2] > 65535 or grid[0] >= 2 ** 31 else []

@@ -1,0 +1,60 @@
+"""The whole engine in Numba's CUDA simulator: memory plan, generated kernels, execution context."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import SHARED
+
+import nbtrt
+from nbtrt import reference
+from nbtrt.errors import InputError
+from nbtrt.runtime.memory import plan_memory
+
+DIGITS = os.path.join(SHARED, "models", "digits_cnn.onnx")
+
+
+@pytest.fixture(scope="module")
+def digits_engine():
+    return nbtrt.compile(DIGITS, dims={"N": 2})
+
+
+def test_digits_cnn_end_to_end(digits_engine):
+    data = np.load(os.path.join(SHARED, "models", "digits.npz"))
+    x = data["images"][data["test_idx"][:2]]
+    got = digits_engine.run({"image": x})["logits"]
+    want = reference.run(DIGITS, {"image": x})["logits"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert (got.argmax(1) == want.argmax(1)).all()
+
+
+def test_bad_inputs(digits_engine):
+    x = np.zeros((2, 1, 8, 8), np.float32)
+    with pytest.raises(InputError, match="missing input"):
+        digits_engine.run({})
+    with pytest.raises(InputError, match="unknown input"):
+        digits_engine.run({"image": x, "other": x})
+    with pytest.raises(InputError, match="dtype float64"):
+        digits_engine.run({"image": x.astype(np.float64)})
+    with pytest.raises(InputError, match=r"shape \[3, 1, 8, 8\]"):
+        digits_engine.run({"image": np.zeros((3, 1, 8, 8), np.float32)})
+    # non-contiguous host arrays are made contiguous
+    y = np.asfortranarray(np.random.default_rng(0).random((2, 1, 8, 8), np.float32))
+    np.testing.assert_allclose(digits_engine.run({"image": y})["logits"],
+                               reference.run(DIGITS, {"image": np.ascontiguousarray(y)})["logits"], rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_memory_plan_reuses_memory():
+    graph, _ = nbtrt.plan(DIGITS, nbtrt.BuildConfig(dims={"N": 64}))
+    mem = plan_memory(graph)
+    assert 0 < mem.arena_bytes < mem.total_bytes
+    # roots alive at the same time never overlap
+    from nbtrt.runtime.memory import _lifetimes, nbytes
+    life = _lifetimes(graph, mem.layouts)
+    spans = [(mem.offsets[id(r)], mem.offsets[id(r)] + nbytes(r), *life[id(r)]) for r in mem.roots]
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            if a[2] <= b[3] and b[2] <= a[3]:
+                assert a[1] <= b[0] or b[1] <= a[0]
