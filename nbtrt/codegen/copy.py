@@ -128,7 +128,8 @@ def _slice(node, out, ins):
     for axis, start, end, step in slice_params(node, rank, *values):
         start, _, length = slice_bounds(x.shape[axis], start, end, step)
         if length != out.shape[axis]:
-            raise shape_error(node, f"slice of axis {axis} has {length} elements, output has {out.shape[axis]}")
+            raise shape_error(node, f"slice of axis {axis} has {length} elements, "
+                              f"the output {out.shape[axis]}")
         c = f"c{axis}" if abs(step) == 1 else f"c{axis} * {abs(step)}"
         expr = f"{start} {'+' if step > 0 else '-'} {c}" if start or step < 0 else c
         if expr != f"c{axis}":
@@ -155,8 +156,9 @@ def _gather(node, out, ins):
         if q == 0:
             lines = [f"x{axis} = {int(values[0])}"]
         else:
+            shape = np.shape(const)
             flat = " + ".join(c if s == 1 else f"{c} * {s}"
-                              for c, s, d in zip(ics, contiguous_strides(np.shape(const)), np.shape(const)) if d != 1)
+                              for c, s, d in zip(ics, contiguous_strides(shape), shape) if d != 1)
             prelude = [f"INDICES = ({', '.join(str(int(v)) for v in values)},)  # normalized, axis {axis}"]
             lines = [f"x{axis} = INDICES[{flat or '0'}]"]
     else:
@@ -164,13 +166,13 @@ def _gather(node, out, ins):
         lines = [f"x{axis} = int64({at(idx, ics)})",
                  f"if x{axis} < 0:",
                  f"    x{axis} += {n}",
-                 f"x{axis} = min(max(x{axis}, 0), {n - 1})  # out-of-range indices are undefined; stay in bounds"]
+                 f"x{axis} = min(max(x{axis}, 0), {n - 1})  # out of range is undefined: stay in bounds"]
     return used, lines + [f"{at(out, cs)} = {at(data, xs)}"], prelude
 
 
 def _expand(node, out, ins):
-    x = ins[0]
-    return [x], [f"{at(out, coords(len(out.shape)))} = {x.param}[{index_of(x, out.shape, coords(len(out.shape)))}]"], ()
+    x, cs = ins[0], coords(len(out.shape))
+    return [x], [f"{at(out, cs)} = {x.param}[{index_of(x, out.shape, cs)}]"], ()
 
 
 EMITTERS = {"Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Gather": _gather, "Expand": _expand}

@@ -19,12 +19,11 @@ from __future__ import annotations
 from ..errors import UnsupportedOpError
 from ..ir import Node
 from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, unravel
-from .reduce import ROW_TACTICS, RowCode, Rows, compute_dtype, load, resolve
+from .reduce import ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, resolve
 
 ELEMENT_TACTICS = [{"threads": t, "rows": 1} for t in (128, 256, 512)]
 TACTICS = ELEMENT_TACTICS + ROW_TACTICS
 DEFAULT = {"threads": "auto", "rows": "auto"}
-MAX_BLOCKS = 132 * 32
 ROW_OPS = ("InstanceNormalization", "LayerNormalization")
 
 
@@ -60,9 +59,8 @@ def _channel(arg: TensorArg, c: str, cd: str) -> str:
 def _per_element(node, outputs, inputs, tactic, cd, body_of) -> KernelSpec:
     x, out = inputs[0], outputs[0]
     coords = [f"c{k}" for k in range(len(x.shape))]
-    t = dict(DEFAULT, **(tactic or {}))
-    threads = 256 if t["threads"] == "auto" else t["threads"] * (1 if t["rows"] == "auto" else t["rows"])
-    t = {"threads": threads, "rows": 1}
+    t = element_tactic(tactic)
+    threads = t["threads"]
     body = unravel("i", x.shape) + [f"v = {load(x, index_of(x, x.shape, coords), cd)}"]
     body += body_of(node, x, inputs, cd) + [f"{out.param}[{index_of(out, out.shape, coords)}] = y", "i += step"]
     args = [a for a in inputs if a is not None]
@@ -71,7 +69,7 @@ def _per_element(node, outputs, inputs, tactic, cd, body_of) -> KernelSpec:
     lines = header(node.op.lower(), node, t, outputs, args)
     lines += [f"def {name}({', '.join(params)}):", "    i = cuda.grid(1)", "    step = cuda.gridsize(1)",
               f"    while i < {x.numel}:"] + indent(body, 2)
-    blocks = max(1, min(-(-x.numel // threads), MAX_BLOCKS))
+    blocks = grid_blocks(x.numel, threads, t)
     return KernelSpec(name, "\n".join(lines) + "\n", params, (blocks, 1, 1), (threads, 1, 1),
                       [out.dtype] + [a.dtype for a in args], t)
 
@@ -88,7 +86,8 @@ def _lrn_body(node, x, inputs, cd) -> list[str]:
     before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
     alpha, beta, bias = (node.attrs.get(k, d) for k, d in (("alpha", 1e-4), ("beta", 0.75), ("bias", 1.0)))
     channels, cstride = x.shape[1], x.strides[1]
-    rest = index_of(x, x.shape, ["c0", "0"] + [f"c{k}" for k in range(2, len(x.shape))])
+    rest = index_of(TensorArg(x.param, x.dtype, x.shape[:1] + (1,) + x.shape[2:], x.strides, x.offset),
+                    x.shape, [f"c{k}" for k in range(len(x.shape))])  # all but the channel term
     return [f"sq = {literal(0, cd)}",
             f"for cc in range(max(c1 - {before}, 0), min(c1 + {after + 1}, {channels})):",
             f"    u = {load(x, f'{rest} + cc * {cstride}', cd)}",

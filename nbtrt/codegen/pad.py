@@ -34,7 +34,7 @@ def _axis_lines(k: int, d: int, b: int, e: int, mode: str) -> tuple[list[str], l
     lines when the input coordinate is ``c<k>`` itself."""
     lo, pb, pe = max(-b, 0), max(b, 0), max(e, 0)
     size = d - lo - max(-e, 0)
-    p = f"c{k} - {pb}" if pb else f"c{k}"
+    p = f"(c{k} - {pb})" if pb else f"c{k}"
     add = f" + {lo}" if lo else ""
     if mode == "constant" or pb == pe == 0:
         shift = lo - pb
@@ -44,13 +44,13 @@ def _axis_lines(k: int, d: int, b: int, e: int, mode: str) -> tuple[list[str], l
         x = f"c{k} + {shift}" if shift > 0 else f"c{k} - {-shift}" if shift else f"c{k}"
         return [f"x{k} = {x}"], conds
     if mode == "edge":
-        return [f"x{k} = min(max({p}, 0), {size - 1}){add}"], []
+        return [f"x{k} = min(max({p.strip('()')}, 0), {size - 1}){add}"], []
     if mode == "wrap":
-        return [f"x{k} = ({p}) % {size}{add}"], []
+        return [f"x{k} = {p} % {size}{add}"], []
     if size == 1:
         return [f"x{k} = {lo}"], []
     period = 2 * (size - 1)
-    return [f"x{k} = ({p}) % {period}", f"if x{k} >= {size}:", f"    x{k} = {period} - x{k}"] + (
+    return [f"x{k} = {p} % {period}", f"if x{k} >= {size}:", f"    x{k} = {period} - x{k}"] + (
         [f"x{k} += {lo}"] if lo else []), []
 
 

@@ -30,13 +30,13 @@ from ..ops.window import flag, forward_shape, window_attrs
 from ..reference.window import needed_end_pads
 from . import epilogue
 from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, unravel
-from .reduce import ROW_TACTICS, RowCode, Rows, compute_dtype, load, lowest, resolve
+from .reduce import (ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, lowest,
+                     resolve)
 
 WINDOW_TACTICS = [{"threads": t, "rows": 1} for t in (64, 128, 256, 512)]
 TACTICS = WINDOW_TACTICS + ROW_TACTICS
 DEFAULT = {"threads": "auto", "rows": "auto"}
 GLOBAL = ("GlobalAveragePool", "GlobalMaxPool")
-MAX_BLOCKS = 132 * 32
 
 
 def space(node: Node) -> list[dict]:
@@ -124,15 +124,14 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
     if indices is not None:
         body.append(f"{indices.param}[{index_of(indices, indices.shape, [f'c{a}' for a in range(2 + nsp)])}] = arg")
     lines += indent(body + ["i += step"])
-    t = dict(DEFAULT, **(tactic or {}))
-    threads = 256 if t["threads"] == "auto" else t["threads"] * (1 if t["rows"] == "auto" else t["rows"])
-    t = {"threads": threads, "rows": 1}
+    t = element_tactic(tactic)
+    threads = t["threads"]
     params = _params(outputs[:len(programs)], inputs, programs) + ([indices.param] if indices is not None else [])
     src = header("pool", node, t, outputs, [inputs[0]] + [a for a in inputs[1:] if a is not None])
     src.append(f"# {base} " + "; ".join(f"axis {2 + i}: size {n} kernel {k} stride {s} dilation {d} "
                                         f"pads {pb},{pe} out {o}" for i, (n, k, s, d, pb, pe, o) in enumerate(geo)))
     src += [f"def {name}({', '.join(params)}):"] + indent(lines)
-    blocks = max(1, min(-(-total // threads), MAX_BLOCKS))
+    blocks = grid_blocks(total, threads, t)
     dtypes = {a.param: a.dtype for a in outputs + [a for a in inputs if a is not None]}
     return KernelSpec(name, "\n".join(src) + "\n", params, (blocks, 1, 1), (threads, 1, 1),
                       [dtypes[p] for p in params], t)
@@ -153,7 +152,7 @@ def _window_loops(geo, x: TensorArg, cd, is_max, indices, attrs) -> list[str]:
         a = 2 + i
         pos = f"x{a} = p{a}" + (f" + k{a}" if d == 1 else f" + k{a} * {d}")
         low, high = pb > 0, (o - 1) * s - pb + (k - 1) * d >= n
-        test = " and ".join(([f"x{a} >= 0"] if low else []) + ([f"x{a} < {n}"] if high else []))
+        test = (f"0 <= x{a} < {n}" if low and high else f"x{a} >= 0" if low else f"x{a} < {n}" if high else "")
         inner = [f"for k{a} in range({k}):", "    " + pos] + indent([f"if {test}:"] + indent(inner) if test
                                                                    else inner)
     return inner

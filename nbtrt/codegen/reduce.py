@@ -12,7 +12,8 @@ over the channels of NCHW). Addresses use each tensor's own strides (broadcast d
 when a tensor's reduced dims form one affine run (the usual case) an element is ``base + j·σ`` and no
 per-element division is needed. Float sums accumulate in float32 (float64 stays float64).
 
-Tactic space: ``threads`` (a power of two) × ``rows``; ``"auto"`` picks by shape (see :func:`resolve`).
+Tactic space: ``threads`` (a power of two) × ``rows``; ``"auto"`` picks by shape (see :func:`resolve`);
+an optional ``blocks`` caps the grid (the loops over rows and elements cover the rest).
 """
 
 from __future__ import annotations
@@ -98,6 +99,19 @@ def resolve(tactic: dict | None, rows: Rows, x: TensorArg) -> dict:
     if t["threads"] & (t["threads"] - 1) or t["threads"] * t["rows"] > 1024:
         raise ValueError(f"bad row tactic {t}: threads must be a power of two, threads·rows <= 1024")
     return t
+
+
+def element_tactic(tactic: dict | None) -> dict:
+    """The block of a thread-per-element kernel: ``threads × rows`` threads (auto: 256)."""
+    t = dict(DEFAULT, **(tactic or {}))
+    threads = 256 if t["threads"] == "auto" else t["threads"] * (1 if t["rows"] == "auto" else t["rows"])
+    return {"threads": threads, "rows": 1, **({"blocks": t["blocks"]} if "blocks" in t else {})}
+
+
+def grid_blocks(work: int, per_block: int, t: dict) -> int:
+    """Blocks for ``work`` items, ``per_block`` each, capped (grid-stride loops do the rest); the
+    optional tactic entry ``blocks`` lowers the cap."""
+    return max(1, min(-(-work // per_block), t.get("blocks", MAX_BLOCKS)))
 
 
 def effective_strides(arg: TensorArg, shape) -> list[int]:
@@ -215,8 +229,7 @@ class RowCode:
         return [f"{var} = {init}"] + self.loop(body, coords=self.step(x) is None) + self.combine(var, op)
 
     def launch(self) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-        blocks = max(1, min(-(-self.rows.R // self.Y), MAX_BLOCKS))
-        return (blocks, 1, 1), (self.T, self.Y, 1)
+        return (grid_blocks(self.rows.R, self.Y, self.t), 1, 1), (self.T, self.Y, 1)
 
 
 # -- ReduceSum / ReduceMean / ReduceMax ---------------------------------------------------------------

@@ -75,11 +75,11 @@ def _weight(node: Node, k: int, a: float) -> list[str]:
     lines = [f"t{k} = abs(float64(j{k}) - r{k}){scale}"]
     if node.attrs["mode"] == "linear":
         return lines + [f"w{k} = max({f64(0.0)}, {f64(1.0)} - t{k})"]
-    c = float(node.attrs["cubic_coeff_a"])
-    return lines + [f"if t{k} <= {f64(1.0)}:",
-                    f"    w{k} = ({f64(c + 2)} * t{k} - {f64(c + 3)}) * t{k} * t{k} + {f64(1.0)}",
-                    f"elif t{k} < {f64(2.0)}:",
-                    f"    w{k} = (({f64(c)} * t{k} - {f64(5 * c)}) * t{k} + {f64(8 * c)}) * t{k} - {f64(4 * c)}",
+    c, t = float(node.attrs["cubic_coeff_a"]), f"t{k}"
+    return lines + [f"if {t} <= {f64(1.0)}:",
+                    f"    w{k} = ({f64(c + 2)} * {t} - {f64(c + 3)}) * {t} * {t} + {f64(1.0)}",
+                    f"elif {t} < {f64(2.0)}:",
+                    f"    w{k} = (({f64(c)} * {t} - {f64(5 * c)}) * {t} + {f64(8 * c)}) * {t} - {f64(4 * c)}",
                     "else:",
                     f"    w{k} = {f64(0.0)}"]
 

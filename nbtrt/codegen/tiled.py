@@ -143,10 +143,12 @@ class _Loader:
     def loads(self) -> list[str]:
         """Global -> registers ``<name>r<r>`` for the K slice starting at k0."""
         n, lines, xcs = self.name, [], self.xconsts()
+        kcs = list(dict.fromkeys(m[3] for m in self.maps))
+        for v, kc in enumerate(kcs):
+            lines.append(f"{n}k{v} = k0 + {_plus(f'{n}kl' if self.maps[0][2] is not None else None, kc)}")
         for r, (_, xc, kb, kc) in enumerate(self.maps):
             u = xcs.index(xc)
-            k = f"{n}k{r}"
-            lines.append(f"{k} = k0 + {_plus(f'{n}kl' if kb is not None else None, kc)}")
+            k = f"{n}k{kcs.index(kc)}"
             body, conds, expr = self.op.load(f"{n}{u}_", k, f"{n}t{r}_")
             conds = ([f"{n}{u}_ok"] if self.op.extent % self.x_tile else []) + [f"{k} < {self.k_total}"] + conds
             lines += body + [f"{n}r{r} = {expr} if {' and '.join(conds)} else float32(0.0)"]

@@ -8,8 +8,10 @@ is built for fixed shapes) is one ``cuGraphLaunch``. Numba's dispatcher is never
 Under the simulator the same plan is laid out in one host byte array and each kernel runs through
 Numba's simulated dispatcher, in order (no graph capture there).
 
-Inputs are numpy arrays (copied in; made contiguous) or GPU tensors exposing
-``__cuda_array_interface__`` (PyTorch, CuPy, Numba), which are copied device-to-device on the stream.
+Inputs are numpy arrays (copied into the arena; made contiguous) or GPU tensors exposing
+``__cuda_array_interface__`` (PyTorch, CuPy, Numba), which the kernels read in place: the graph's
+kernel nodes that read an input are pointed at the caller's tensor (cuGraphExecKernelNodeSetParams)
+whenever its address changes, so nothing is copied.
 """
 
 from __future__ import annotations
@@ -105,12 +107,25 @@ class _GpuBackend:
         self.arena = driver.DeviceBuffer(mem.arena_bytes)
         self.stream = driver.stream_create()
         self.graph_exec = None
-        self.launches = []
-        for fn, k in zip(_engine_functions(engine), engine.kernels):
-            roots = [mem.layout(v).root for v in k.args]
-            packed = driver.PackedArgs([(self.ptr(r), int(np.prod(r.type.shape)), np.dtype(r.type.dtype).itemsize)
-                                        for r in roots])
-            self.launches.append((fn, k.spec.grid, k.spec.block, packed))
+        self.roots = [[mem.layout(v).root for v in k.args] for k in engine.kernels]
+        self.bound: dict[int, int] = {}  # id(input) -> the caller's device pointer the graph reads
+        self.launches = [(fn, k.spec.grid, k.spec.block, driver.PackedArgs(self._buffers(roots, {})))
+                         for fn, k, roots in zip(_engine_functions(engine), engine.kernels, self.roots)]
+
+    def _buffers(self, roots, external: dict[int, int]) -> list[tuple[int, int, int]]:
+        return [(external.get(id(r), self.ptr(r)), int(np.prod(r.type.shape)), np.dtype(r.type.dtype).itemsize)
+                for r in roots]
+
+    def _rebind(self, external: dict[int, int]) -> None:
+        """Point the graph's kernels at the caller's GPU input tensors (no copy); back to the arena
+        for inputs that come from the host this time."""
+        changed = {k for k in set(external) | set(self.bound) if external.get(k) != self.bound.get(k)}
+        for i, (fn, grid, block, _) in enumerate(self.launches):
+            if any(id(r) in changed for r in self.roots[i]):
+                args = self.drv.PackedArgs(self._buffers(self.roots[i], external))
+                self.drv.set_kernel_args(self.graph_exec, self.nodes[i], fn, grid, block, args)
+                self.launches[i] = (fn, grid, block, args)
+        self.bound = dict(external)
 
     def ptr(self, root) -> int:
         if root.is_constant:
@@ -121,21 +136,24 @@ class _GpuBackend:
         graph = self.engine.graph
         check_names(graph, inputs)
         dims: dict[str, int] = {}
+        external: dict[int, int] = {}
         for v in graph.inputs:
             x = inputs[v.name]
             if hasattr(x, "__cuda_array_interface__"):
-                src = _gpu_array(v.name, x, v.type.dtype, v.type.shape, dims, self.device)
-                self.drv.copy_dtod(self.ptr(v), src, nbytes(v), stream)
+                external[id(v)] = _gpu_array(v.name, x, v.type.dtype, v.type.shape, dims, self.device)
             else:
-                arr = host_array(v, x, dims)
-                self.drv.copy_htod(self.ptr(v), arr, stream)
-                self._keep = arr  # the async copy reads it until the stream reaches it
+                # from pageable host memory the copy is staged before the call returns
+                self.drv.copy_htod(self.ptr(v), host_array(v, x, dims), stream)
         if self.graph_exec is None:
             self.drv.begin_capture(self.stream)
             for fn, grid, block, packed in self.launches:
                 self.drv.launch(fn, grid, block, packed, self.stream)
-            self.graph_exec = self.drv.end_capture(self.stream)
+            graph_handle, self.graph_exec = self.drv.end_capture(self.stream)
+            self.nodes = self.drv.kernel_nodes(graph_handle, [fn for fn, *_ in self.launches])
+            self._graph = graph_handle
             ctx.captures += 1
+        if external != self.bound:
+            self._rebind(external)
         self.drv.graph_launch(self.graph_exec, stream)
 
     def run(self, inputs, ctx) -> dict:

@@ -142,10 +142,35 @@ def begin_capture(stream) -> None:
 
 
 def end_capture(stream):
-    """End the capture on ``stream``; return the instantiated executable graph."""
+    """End the capture on ``stream``; return (graph, instantiated executable graph)."""
     drv = _driver()
     graph = check(drv.cuStreamEndCapture(stream), "cuStreamEndCapture")
-    return check(drv.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
+    return graph, check(drv.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
+
+
+def kernel_nodes(graph, functions) -> list:
+    """The graph's kernel node for each function (each of our kernels has a function of its own)."""
+    drv = _driver()
+    _, count = check(drv.cuGraphGetNodes(graph, 0), "cuGraphGetNodes")
+    nodes, _ = check(drv.cuGraphGetNodes(graph, count), "cuGraphGetNodes")
+    by_function = {}
+    for node in nodes:
+        if check(drv.cuGraphNodeGetType(node), "cuGraphNodeGetType") == drv.CUgraphNodeType.CU_GRAPH_NODE_TYPE_KERNEL:
+            params = check(drv.cuGraphKernelNodeGetParams(node), "cuGraphKernelNodeGetParams")
+            by_function[int(params.func)] = node
+    return [by_function[int(f)] for f in functions]
+
+
+def set_kernel_args(graph_exec, node, function, grid, block, args: PackedArgs) -> None:
+    """Point an instantiated graph's kernel node at other buffers (same kernel, same launch shape)."""
+    drv = _driver()
+    p = drv.CUDA_KERNEL_NODE_PARAMS()
+    p.func = function
+    p.gridDimX, p.gridDimY, p.gridDimZ = grid
+    p.blockDimX, p.blockDimY, p.blockDimZ = block
+    p.sharedMemBytes = 0
+    p.kernelParams = args.address
+    check(drv.cuGraphExecKernelNodeSetParams(graph_exec, node, p), "cuGraphExecKernelNodeSetParams")
 
 
 def graph_launch(graph_exec, stream) -> None:

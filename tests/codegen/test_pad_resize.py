@@ -41,6 +41,11 @@ def test_pad_all_modes(shape, data, mode):
     check("Pad", inputs, {"mode": mode})
 
 
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+def test_pad_crop_one_side_pad_the_other(mode):
+    check("Pad", [T((5, 4, 3)), i64(-2, 3, 1, 3, -1, -1)], {"mode": mode})
+
+
 def test_pad_int_constant_and_large_reflect():
     node, _ = make("Pad", [T((3,), "int32"), i64(2, 4), np.int32(-7)], {"mode": "constant"})
     assert_matches(node, [np.arange(3, dtype=np.int32), i64(2, 4), np.int32(-7)])

@@ -36,3 +36,23 @@ def test_eltwise_engine_capture_and_replay():
         got = ctx.run(feeds)["out"]
         np.testing.assert_allclose(got, reference.run(model, feeds)["out"], rtol=1e-6, atol=1e-6)
     assert ctx.captures == 1
+
+
+def test_gpu_inputs_read_in_place_and_rebound():
+    torch = pytest.importorskip("torch")
+    model = eltwise_model()
+    engine = nbtrt.compile(model)
+    ctx = engine.create_context()
+    for i in range(4):
+        x = torch.randn(2, 3, 5, 7, device="cuda")
+        y = torch.randn(3, 1, 1, device="cuda")
+        feeds = {"x": x, "y": y} if i != 2 else {"x": x.cpu().numpy(), "y": y}
+        want = reference.run(model, {"x": x.cpu().numpy(), "y": y.cpu().numpy()})["out"]
+        np.testing.assert_allclose(ctx.run(feeds)["out"], want, rtol=1e-6, atol=1e-6)
+    stream = torch.cuda.Stream()
+    out = ctx.run_async({"x": x, "y": y}, stream.cuda_stream)["out"]
+    stream.synchronize()
+    np.testing.assert_allclose(torch.as_tensor(out, device="cuda").cpu().numpy(), want, rtol=1e-6, atol=1e-6)
+    assert ctx.captures == 1
+    with pytest.raises(nbtrt.InputError, match="dtype float64"):
+        ctx.run({"x": x.double(), "y": y})

@@ -1,0 +1,153 @@
+"""Gemm and MatMul kernels (``nbtrt.gemm`` groups): a tiled SGEMM (see ``tiled.py``).
+
+Gemm:    Y[m, n] = α · Σ_k A'[m, k] · B'[k, n] (+ the epilogue: β·C arrives as an epilogue operand),
+         A' = Aᵀ when transA, B' = Bᵀ when transB — a transpose is only a swap of the two strides.
+MatMul:  numpy matmul: A [..., M, K] · B [..., K, N] with broadcast batch dims, one grid z per
+         output batch element (each operand's size-1 batch dims read index 0); a 1-D A is one row
+         (its M axis is dropped from the output), a 1-D B one column (its N axis is dropped).
+
+Each tile of an operand is copied along whichever of its two axes is contiguous (coalesced). The
+epilogue (bias [N] / [1, N] / [M, 1], activation, residual) runs per element through
+``store_<name>``, its operands broadcast against the output through their strides.
+
+Tactic space: block tile BM×BN×BK, micro-tile TM×TN, split_k (threads of a block splitting K: the
+M = 1 layers of batch-1 classifiers) and unroll.
+"""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedOpError
+from ..ir import Node
+from . import epilogue, tiled
+from .conv import _GEMM_TACTICS
+from .conv_direct import _mul, _sum
+from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, unravel
+
+TACTICS = [dict(t) for t in _GEMM_TACTICS]
+DEFAULT = dict(bm=64, bn=64, bk=8, tm=8, tn=8, split_k=1)
+
+
+class Problem:
+    """The product a gemm group computes: sizes, each operand's strides, output coordinates."""
+
+    def __init__(self, node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None]):
+        a, b, out = inputs[0], inputs[1], outputs[0]
+        attrs = node.attrs["base_attrs"]
+        self.alpha = 1.0
+        if node.attrs["base"] == "Gemm":
+            ta, tb = bool(attrs.get("transA") or 0), bool(attrs.get("transB") or 0)
+            self.alpha = float(attrs.get("alpha", 1.0) if attrs.get("alpha") is not None else 1.0)
+            self.m, self.k = (a.shape[1], a.shape[0]) if ta else a.shape
+            self.n = b.shape[0] if tb else b.shape[1]
+            self.sam, self.sak = (a.strides[1], a.strides[0]) if ta else a.strides
+            self.sbk, self.sbn = (b.strides[1], b.strides[0]) if tb else b.strides
+            self.batch, self.a_batch, self.b_batch = (), None, None
+            self.row, self.col = True, True
+        else:
+            self.row, self.col = len(a.shape) > 1, len(b.shape) > 1
+            self.m, self.k = (a.shape[-2], a.shape[-1]) if self.row else (1, a.shape[0])
+            self.n = b.shape[-1] if self.col else 1
+            self.sam, self.sak = (a.strides[-2], a.strides[-1]) if self.row else (0, a.strides[0])
+            self.sbk, self.sbn = (b.strides[-2], b.strides[-1]) if self.col else (b.strides[0], 0)
+            nb = len(out.shape) - int(self.row) - int(self.col)
+            self.batch = tuple(out.shape[:nb])
+            self.a_batch = TensorArg(a.param, a.dtype, a.shape[:-2], a.strides[:-2], 0) if self.row else None
+            self.b_batch = TensorArg(b.param, b.dtype, b.shape[:-2], b.strides[:-2], 0) if self.col else None
+        self.a, self.b, self.out = a, b, out
+        self.z = 1
+        for d in self.batch:
+            self.z *= d
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.z * self.m * self.n * self.k
+
+    def coords(self) -> list[str]:
+        return [f"zb{i}" for i in range(len(self.batch))] + (["m"] if self.row else []) + (["n"] if self.col else [])
+
+
+def problems(p: Problem, tactic: dict) -> list[str]:
+    t = tiled.Tile.of(tactic)
+    return t.problems(_a_k_major(p), _b_k_major(p)) + tiled.grid_problems(t, p.m, p.n, p.z)
+
+
+def _a_k_major(p: Problem) -> bool:
+    return p.sak == 1 or p.sam != 1
+
+
+def _b_k_major(p: Problem) -> bool:
+    return p.sbk == 1 and p.sbn != 1
+
+
+def _args(node: Node):
+    ins = [None if v is None else TensorArg.contiguous(f"in{k}", v.type.dtype, v.type.shape)
+           for k, v in enumerate(node.inputs)]
+    outs = [TensorArg.contiguous(f"out{i}", v.type.dtype, v.type.shape) for i, v in enumerate(node.outputs)]
+    return outs, ins
+
+
+def valid(node: Node, tactic: dict) -> bool:
+    try:
+        return not problems(Problem(node, *_args(node)), tactic)
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def pick(p: Problem) -> dict:
+    """The largest tile that still gives the GPU two waves of blocks (split-K for the rest)."""
+    for t in _GEMM_TACTICS:
+        blocks = -(-p.n // t["bn"]) * -(-p.m // t["bm"]) * p.z
+        if blocks >= 132 * (1 if t["split_k"] > 1 else 2) and t["bm"] <= max(16, p.m) * 2:
+            return dict(t)
+    return dict(_GEMM_TACTICS[-1])
+
+
+def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
+    bad = [x.param for x in outputs + inputs[:2] if x is not None and x.dtype != "float32"]
+    if bad or len(outputs) != 1:
+        raise UnsupportedOpError([(node.name, f"gemm: float32 with one output only ({', '.join(bad)})")])
+    p = Problem(node, outputs, inputs)
+    tactic = dict(tactic or pick(p))
+    why = problems(p, tactic)
+    if why:
+        raise UnsupportedOpError([(node.name, f"gemm tactic {tactic}: {'; '.join(why)}")])
+    t = tiled.Tile.of(tactic)
+    name = "gemm_" + identifier(node.name)
+    used = [x for x in inputs if x is not None]
+    params = [outputs[0].param] + [x.param for x in used]
+    lines = header("gemm", node, tactic, outputs, used)
+    lines.append(f"# {node.attrs['base']}: M={p.m} N={p.n} K={p.k}, batch {list(p.batch)}, alpha {p.alpha}")
+    store = "store_" + identifier(node.name)
+    extra = [outputs[0].param] + [x.param for x in inputs[2:] if x is not None]
+    lines += _store_function(store, node, p, inputs, extra, t)
+    prologue = []
+    if p.batch:
+        prologue += unravel("z", p.batch, "zb")
+        prologue.append(f"az = {index_of(p.a_batch, p.batch, p.coords()) if p.a_batch else '0'}  # this batch's A")
+        prologue.append(f"bz = {index_of(p.b_batch, p.batch, p.coords()) if p.b_batch else '0'}  # and B")
+    a = tiled.Operand(p.m, _a_k_major(p),
+                      lambda x, q: [f"{q}row = {_sum([str(p.a.offset), 'az' if p.batch else '0', _mul(x, p.sam)])}"],
+                      lambda q, k, tmp: ([], [], f"{p.a.param}[{q}row + {_mul(k, p.sak)}]"))
+    b = tiled.Operand(p.n, _b_k_major(p),
+                      lambda x, q: [f"{q}col = {_sum([str(p.b.offset), 'bz' if p.batch else '0', _mul(x, p.sbn)])}"],
+                      lambda q, k, tmp: ([], [], f"{p.b.param}[{q}col + {_mul(k, p.sbk)}]"))
+    call = lambda v, m, n: f"{store}({', '.join(extra)}, z, {m}, {n}, {v})"
+    lines += tiled.kernel(name, params, t, (p.m, p.n, p.k), a, b, prologue, call)
+    grid, block = tiled.launch(t, p.m, p.n, p.z)
+    return KernelSpec(name, "\n".join(lines) + "\n", params, grid, block,
+                      [outputs[0].dtype] + [x.dtype for x in used], tactic)
+
+
+def _store_function(store: str, node: Node, p: Problem, inputs, extra, t: tiled.Tile) -> list[str]:
+    out = p.out
+    checks = ([f"m < {p.m}"] if p.m % t.bm else []) + ([f"n < {p.n}"] if p.n % t.bn else [])
+    body = unravel("z", p.batch, "zb") if p.batch else []
+    coords = p.coords()
+    load = lambda k: f"{inputs[k].param}[{index_of(inputs[k], out.shape, coords)}]"
+    acc = "v" if p.alpha == 1.0 else f"v * {literal(p.alpha)}"
+    prog, result = epilogue.emit(node.attrs["epilogues"][0], acc, load, "float32")
+    body += prog + [f"{out.param}[{index_of(out, out.shape, coords)}] = {result}"]
+    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra)}, z, m, n, v):"]
+    if checks:
+        return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
+    return lines + indent(body, 1) + [""]
