@@ -32,7 +32,8 @@ VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 KIND_OF_BASE = {"Conv": "conv", "ConvTranspose": "conv_transpose", "Gemm": "gemm", "MatMul": "gemm",
                 "MaxPool": "pool", "AveragePool": "pool", "GlobalAveragePool": "pool",
                 "GlobalMaxPool": "pool", None: "eltwise"}
-KIND_OF_OP = {"LRN": "lrn", "Softmax": "softmax", "LogSoftmax": "softmax", "BatchNormalization": "norm",
+KIND_OF_OP = {"MaxPool": "pool", "AveragePool": "pool", "GlobalAveragePool": "pool", "GlobalMaxPool": "pool",
+              "LRN": "lrn", "Softmax": "softmax", "LogSoftmax": "softmax", "BatchNormalization": "norm",
               "InstanceNormalization": "norm", "LayerNormalization": "norm", "ReduceMean": "reduce",
               "ReduceSum": "reduce", "ReduceMax": "reduce", "Transpose": "copy", "Concat": "copy",
               "Split": "copy", "Slice": "copy", "Gather": "copy", "Expand": "copy", "Pad": "pad",

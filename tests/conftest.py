@@ -9,7 +9,8 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+# ../shared beside the checkout; NBTRT_SHARED points elsewhere (the GPU machine gets a carried copy).
+SHARED = os.environ.get("NBTRT_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
 
 # Conformance counts, printed at the end of the run (see test_conformance.py).
 COUNTS: list[str] = []

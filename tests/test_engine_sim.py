@@ -58,3 +58,21 @@ def test_memory_plan_reuses_memory():
         for b in spans[i + 1:]:
             if a[2] <= b[3] and b[2] <= a[3]:
                 assert a[1] <= b[0] or b[1] <= a[0]
+
+
+def test_no_gpu_without_simulator_is_a_clear_error(monkeypatch):
+    from nbtrt.runtime import driver, engine
+    monkeypatch.setattr(engine, "simulated", lambda: False)
+    monkeypatch.setattr(driver, "_context", None)
+    if driver_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(nbtrt.NbtrtError, match="no CUDA GPU"):
+        nbtrt.compile(DIGITS)
+
+
+def driver_available():
+    try:
+        from cuda.bindings import driver as drv
+        return drv.cuInit(0)[0] == drv.CUresult.CUDA_SUCCESS
+    except Exception:
+        return False

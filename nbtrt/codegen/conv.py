@@ -75,7 +75,7 @@ def pick(g: ConvGeom) -> dict:
     n = g.n * g.pixels
     for t in _GEMM_TACTICS:
         blocks = -(-n // t["bn"]) * -(-g.mg // t["bm"]) * g.groups
-        if blocks >= 132 * (1 if t["split_k"] > 1 else 2) and t["bm"] <= max(16, g.mg) * 2:
+        if blocks >= 132 * (1 if t["split_k"] > 1 else 2) and t["bm"] <= max(16, 1 << (g.mg - 1).bit_length()):
             return dict(algorithm=algo, **t)
     return dict(algorithm=algo, **_GEMM_TACTICS[-1])
 

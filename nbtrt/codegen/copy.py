@@ -159,7 +159,8 @@ def _gather(node, out, ins):
             shape = np.shape(const)
             flat = " + ".join(c if s == 1 else f"{c} * {s}"
                               for c, s, d in zip(ics, contiguous_strides(shape), shape) if d != 1)
-            prelude = [f"INDICES = ({', '.join(str(int(v)) for v in values)},)  # normalized, axis {axis}"]
+            baked = ", ".join(str(int(v)) for v in values) + ("," if values.size == 1 else "")
+            prelude = [f"INDICES = ({baked})  # normalized indices along axis {axis}"]
             lines = [f"x{axis} = INDICES[{flat or '0'}]"]
     else:
         used.append(idx)

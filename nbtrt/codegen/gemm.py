@@ -97,7 +97,7 @@ def pick(p: Problem) -> dict:
     """The largest tile that still gives the GPU two waves of blocks (split-K for the rest)."""
     for t in _GEMM_TACTICS:
         blocks = -(-p.n // t["bn"]) * -(-p.m // t["bm"]) * p.z
-        if blocks >= 132 * (1 if t["split_k"] > 1 else 2) and t["bm"] <= max(16, p.m) * 2:
+        if blocks >= 132 * (1 if t["split_k"] > 1 else 2) and t["bm"] <= max(16, 1 << (p.m - 1).bit_length()):
             return dict(t)
     return dict(_GEMM_TACTICS[-1])
 

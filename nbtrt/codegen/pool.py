@@ -27,7 +27,6 @@ import numpy as np
 from ..groups import is_group
 from ..ir import Node
 from ..ops.window import flag, forward_shape, window_attrs
-from ..reference.window import needed_end_pads
 from . import epilogue
 from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, unravel
 from .reduce import (ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, lowest,
@@ -110,10 +109,11 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
     indices = outputs[len(programs)] if is_max and len(outputs) > len(programs) else None
     lines = ["i = cuda.grid(1)", "step = cuda.gridsize(1)", f"while i < {total}:"]
     body = unravel("i", acc_shape)
-    xs = x.strides
-    body.append(f"xb = {' + '.join(([str(x.offset)] if x.offset else []) + [f'c0 * {xs[0]}', f'c1 * {xs[1]}'])}")
-    body += [f"p{2 + i} = c{2 + i}{f' * {s}' if s != 1 else ''}{f' - {pb}' if pb else ''}  # window start, axis {2 + i}"
-             for i, (n, k, s, d, pb, pe, o) in enumerate(geo)]
+    nc = TensorArg(x.param, x.dtype, x.shape[:2] + (1,) * nsp, x.strides, x.offset)
+    body.append(f"xb = {index_of(nc, acc_shape, [f'c{a}' for a in range(len(acc_shape))])}  # X[n, c] starts here")
+    for i, (n, k, s, d, pb, pe, o) in enumerate(geo):
+        start = f"c{2 + i}" + (f" * {s}" if s != 1 else "") + (f" - {pb}" if pb else "")
+        body.append(f"p{2 + i} = {start}  # window start, axis {2 + i}")
     body.append(f"acc = {lowest(cd) if is_max else literal(0, cd)}")
     if indices is not None:
         body.append("arg = int64(-1)")
@@ -126,7 +126,7 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
     lines += indent(body + ["i += step"])
     t = element_tactic(tactic)
     threads = t["threads"]
-    params = _params(outputs[:len(programs)], inputs, programs) + ([indices.param] if indices is not None else [])
+    params = _params(outputs[:len(programs)] + ([indices] if indices is not None else []), inputs, programs)
     src = header("pool", node, t, outputs, [inputs[0]] + [a for a in inputs[1:] if a is not None])
     src.append(f"# {base} " + "; ".join(f"axis {2 + i}: size {n} kernel {k} stride {s} dilation {d} "
                                         f"pads {pb},{pe} out {o}" for i, (n, k, s, d, pb, pe, o) in enumerate(geo)))

@@ -56,7 +56,7 @@ class Tile:
 
     def shared_bytes(self, a_k_major: bool, b_k_major: bool) -> int:
         tiles = self.split_k * self.bk * (self.bm + self.pad(self.bm, a_k_major) + self.bn + self.pad(self.bn, b_k_major))
-        reduce = self.split_k * self.bm * self.bn if self.split_k > 1 else 0
+        reduce = self.split_k * self.bm * self.bn if self.split_k > 1 else (self.bm // self.tm) * self.bn
         return 4 * (tiles + reduce)
 
     def problems(self, a_k_major: bool, b_k_major: bool) -> list[str]:
@@ -204,10 +204,21 @@ def _multiply(t: Tile) -> list[str]:
 
 
 def _finish(t: Tile, store: Callable[[str, str, str], str]) -> list[str]:
+    """Store every finished element through ``store`` (one copy of it in the source: the
+    micro-tiles go through shared memory, so the stores are a loop with consecutive threads on
+    consecutive columns)."""
     ry, rx, sk = t.bm // t.tm, t.bn // t.tn, t.split_k
     if sk == 1:
-        return [store(f"c{i}_{j}", f"m0 + {_plus('ty', i * ry)}", f"n0 + {_plus('tx', j * rx)}")
-                for i in range(t.tm) for j in range(t.tn)]
+        lines = ["# stage the micro-tiles through shared memory, one row of them at a time",
+                 f"stage = cuda.shared.array(({ry}, {t.bn}), float32)", f"for i in range({t.tm}):"]
+        for i in range(t.tm):
+            lines.append(f"    {'if' if i == 0 else 'elif'} i == {i}:")
+            lines += [f"        stage[ty, {_plus('tx', j * rx)}] = c{i}_{j}" for j in range(t.tn)]
+        lines += ["    cuda.syncthreads()", f"    for r in range({t.tn}):",
+                  f"        e = tid + r * {t.threads}", f"        row = e // {t.bn}", f"        col = e % {t.bn}",
+                  "        " + store("stage[row, col]", f"m0 + row + i * {ry}", "n0 + col"),
+                  "    cuda.syncthreads()"]
+        return lines
     lines = ["# sum the split-K slices' partial tiles",
              f"partial = cuda.shared.array(({sk}, {t.bm}, {t.bn}), float32)"]
     lines += [f"partial[ks, {_plus('ty', i * ry)}, {_plus('tx', j * rx)}] = c{i}_{j}"

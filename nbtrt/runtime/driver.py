@@ -43,7 +43,7 @@ def init() -> object:
         try:
             check(drv.cuInit(0), "cuInit")
             count = check(drv.cuDeviceGetCount(), "cuDeviceGetCount")
-        except CudaError as e:
+        except (CudaError, RuntimeError, OSError) as e:  # no driver library at all raises RuntimeError
             raise CudaError(f"no CUDA GPU is available ({e}); set NUMBA_ENABLE_CUDASIM=1 to use the simulator") from None
         if count == 0:
             raise CudaError("no CUDA GPU is available; set NUMBA_ENABLE_CUDASIM=1 to use the simulator")

@@ -105,9 +105,21 @@ def build(graph: Graph, report: BuildReport, config: BuildConfig) -> Engine:
     if not simulated():
         from . import driver
         arch = driver.arch()
-        for k in kernels:
-            k.compiled = compile_cubin(k.spec, arch)
+        for k, compiled in zip(kernels, compile_all([k.spec for k in kernels], arch)):
+            k.compiled = compiled
     return Engine(graph, report, memory, kernels, config, arch)
+
+
+def compile_all(specs: list[KernelSpec], arch: str) -> list[Compiled]:
+    """Compile every kernel; many kernels are compiled by a pool of worker processes (Numba's
+    compiler is single-threaded, and a network has dozens of kernels)."""
+    workers = min(len(specs) // 4, os.cpu_count() or 1, 16)
+    if workers < 2:
+        return [compile_cubin(s, arch) for s in specs]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(compile_cubin, specs, [arch] * len(specs), chunksize=2))
 
 
 def kernel_table(engine: Engine) -> list[dict]:

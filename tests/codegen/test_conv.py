@@ -72,7 +72,7 @@ def conv_case(draw):
     return (batch, cg * groups) + tuple(sizes), (mg * groups, cg) + tuple(kernel), attrs
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(conv_case(), st.sampled_from(["direct", "implicit_gemm", "implicit_gemm"]), st.sampled_from(SMALL_TILES),
        st.sampled_from(["none", "bias_relu", "residual"]), st.integers(0, 999))
 def test_conv_random(case, algorithm, tile, epi, seed):
@@ -90,7 +90,7 @@ def test_conv_random(case, algorithm, tile, epi, seed):
     assert_matches(node, arrays, rtol=1e-4, atol=1e-5, tactic=tactic)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(st.integers(1, 2), st.integers(1, 20), st.integers(1, 12), st.integers(1, 5), st.integers(1, 5),
        st.sampled_from(SMALL_TILES), st.integers(0, 999))
 def test_conv_1x1_as_gemm(batch, c, m, h, w, tile, seed):
@@ -163,7 +163,7 @@ def transpose_case(draw):
     return (draw(st.integers(1, 2)), cg * groups) + tuple(sizes), (cg * groups, mg) + tuple(kernel), attrs
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(transpose_case(), st.booleans(), st.integers(0, 999))
 def test_conv_transpose_random(case, with_epilogue, seed):
     x_shape, w_shape, attrs = case

@@ -84,7 +84,8 @@ def test_resize_bilinear(coord_mode, hw, sh, sw, by_sizes):
     ({"mode": "linear", "exclude_outside": 1}, [1.0, 2.5, 1.5]),
     ({"mode": "cubic"}, [1.0, 2.0, 0.75]),
     ({"mode": "cubic", "cubic_coeff_a": -0.5, "exclude_outside": 1}, [1.0, 1.5, 3.0]),
-    ({"mode": "cubic", "antialias": 1, "coordinate_transformation_mode": "pytorch_half_pixel"}, [1.0, 0.5, 0.6]),
+    ({"mode": "cubic", "antialias": 1, "coordinate_transformation_mode": "pytorch_half_pixel"},
+     [1.0, 0.5, 0.6]),
     ({"mode": "linear", "coordinate_transformation_mode": "half_pixel_symmetric"}, [1.0, 1.5, 0.6]),
 ])
 def test_resize_nd_cubic_antialias_exclude(attrs, scales):
@@ -93,15 +94,17 @@ def test_resize_nd_cubic_antialias_exclude(attrs, scales):
 
 @pytest.mark.parametrize("mode", ["nearest", "linear"])
 def test_resize_tf_crop_and_resize(mode):
-    attrs = {"mode": mode, "coordinate_transformation_mode": "tf_crop_and_resize", "extrapolation_value": -3.0}
+    attrs = {"mode": mode, "coordinate_transformation_mode": "tf_crop_and_resize",
+             "extrapolation_value": -3.0}
     roi = [0, 0, -0.2, 0.3, 1, 1, 0.9, 1.4]
     check("Resize", resize_inputs((1, 1, 4, 5), sizes=[1, 1, 5, 3], roi=roi), attrs, rtol=1e-5, atol=1e-5)
 
 
 def test_resize_uint8_rounds_and_saturates():
-    node, _ = make("Resize", [T((1, 1, 3, 3), "uint8"), None, np.array([1, 1, 1.5, 2.0], f32)], {"mode": "cubic"})
+    scales = np.array([1, 1, 1.5, 2.0], f32)
+    node, _ = make("Resize", [T((1, 1, 3, 3), "uint8"), None, scales], {"mode": "cubic"})
     x = np.array([[0, 255, 0], [255, 0, 255], [10, 11, 200]], np.uint8).reshape(1, 1, 3, 3)
-    assert_matches(node, [x, None, np.array([1, 1, 1.5, 2.0], f32)], rtol=0, atol=0)
+    assert_matches(node, [x, None, scales], rtol=0, atol=0)
 
 
 def test_resize_into_strided_slice():
@@ -113,7 +116,8 @@ def test_resize_into_strided_slice():
 
 def test_runtime_scales_unsupported():
     node, arrays = make("Resize", [T((1, 1, 2, 2)), None, T((4,))], {"mode": "linear"})
-    ins = [None if a is None else TensorArg.contiguous(f"in{k}", a.dtype.name, a.shape) for k, a in enumerate(arrays)]
+    ins = [None if a is None else TensorArg.contiguous(f"in{k}", a.dtype.name, a.shape)
+           for k, a in enumerate(arrays)]
     with pytest.raises(UnsupportedOpError, match="n1"):
         generate(node, [TensorArg.contiguous("out0", "float32", (1, 1, 4, 4))], ins)
 
