@@ -33,13 +33,13 @@ SHAPES = [  # name, C in, C out, H (= W), kernel, stride, pad
     ("res5_3x3", 512, 512, 7, 3, 1, 1),
     ("res5_1x1s2_down", 1024, 2048, 14, 1, 2, 0),
 ]
-BIG = [dict(bm=128, bn=128, bk=8, tm=8, tn=8), dict(bm=128, bn=64, bk=8, tm=8, tn=8),
-       dict(bm=64, bn=128, bk=8, tm=8, tn=8), dict(bm=64, bn=64, bk=8, tm=8, tn=8),
-       dict(bm=64, bn=64, bk=16, tm=4, tn=4), dict(bm=128, bn=128, bk=8, tm=8, tn=8, unroll=True)]
-SMALL = [dict(bm=64, bn=64, bk=16, tm=4, tn=4), dict(bm=32, bn=32, bk=16, tm=4, tn=4),
-         dict(bm=64, bn=32, bk=8, tm=4, tn=4, split_k=4), dict(bm=32, bn=32, bk=8, tm=4, tn=4, split_k=4),
-         dict(bm=32, bn=16, bk=8, tm=2, tn=2, split_k=4), dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=4),
-         dict(bm=64, bn=64, bk=8, tm=8, tn=8)]
+BIG = [dict(bm=128, bn=128, bk=8, tm=8, tn=8), dict(bm=64, bn=128, bk=8, tm=8, tn=8),
+       dict(bm=128, bn=64, bk=8, tm=8, tn=8), dict(bm=64, bn=64, bk=16, tm=4, tn=4),
+       dict(bm=128, bn=128, bk=8, tm=8, tn=8, unroll=False)]
+SMALL = [dict(bm=32, bn=32, bk=16, tm=4, tn=4), dict(bm=64, bn=32, bk=8, tm=4, tn=4, split_k=4),
+         dict(bm=32, bn=32, bk=8, tm=4, tn=4, split_k=4), dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=4),
+         dict(bm=32, bn=32, bk=8, tm=4, tn=4, split_k=4, unroll=False)]
+BASE = dict(split_k=1, unroll=True)
 
 
 def conv_node(batch, c, m, h, k, s, p):
@@ -79,13 +79,13 @@ def tactics(node, family, batch, is_1x1):
     outs = [TensorArg.contiguous("out0", "float32", node.outputs[0].type.shape)]
     if family is gemm:
         first = gemm.pick(gemm.Problem(node, outs, ins))
-        cands = [dict(split_k=1, **t) if "split_k" not in t else t for t in (BIG if batch > 1 else SMALL)]
+        cands = [dict(BASE, **t) for t in (BIG if batch > 1 else SMALL)]
     else:
         first = conv.pick(conv.geometry(node, ins))
         algo = "gemm_1x1" if is_1x1 else "implicit_gemm"
-        cands = [dict(algorithm=algo, **dict(dict(split_k=1), **t)) for t in (BIG if batch > 1 else SMALL)]
+        cands = [dict(algorithm=algo, **dict(BASE, **t)) for t in (BIG if batch > 1 else SMALL)]
         if is_1x1:
-            cands.append(dict(algorithm="implicit_gemm", **dict(dict(split_k=1), **(BIG if batch > 1 else SMALL)[0])))
+            cands.append(dict(algorithm="implicit_gemm", **dict(BASE, **(BIG if batch > 1 else SMALL)[0])))
         if node.inputs[0].type.shape[1] <= 4:
             cands.append(dict(algorithm="direct", threads=128))
     out = [first] + [t for t in cands if t != first]
@@ -169,12 +169,12 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
     print(f"\n{name} batch {batch}: {flops / 1e9:.2f} GFLOP, output {list(want.shape)} (reference {ref_s:.1f} s)")
     rows = []
     for i, tactic in enumerate(cands):
-        if time.time() > deadline:
+        if i and time.time() > deadline:
             print("  (time budget spent: skipping the remaining tactics)")
             break
         label = short(tactic) + (" *pick" if i == 0 else "")
-        for bounds in ([None, 2] if (batch > 1 and tactic.get("tm") == 8 and tactic.get("bm") == 128
-                                     and not tactic.get("unroll") and not args.sim) else [None]):
+        big = tactic.get("bm") == 128 and tactic.get("bn") == 128 and tactic.get("unroll")
+        for bounds in ([None, 2] if batch > 1 and big and not args.sim else [None]):
             try:
                 spec = family.emit(node, outs, ins, tactic)
                 t1 = time.time()
@@ -228,15 +228,17 @@ def main():
         print(f"device: {dev.name.decode() if isinstance(dev.name, bytes) else dev.name}, cc {dev.compute_capability}")
     shapes = SHAPES if not args.sim else [("sim_3x3", 2, 4, 6, 3, 1, 1), ("sim_1x1", 5, 3, 4, 1, 1, 0)]
     batches = [1, 2] if args.sim else args.batch
+    layers = []
     for batch in batches:
         for name, c, m, h, k, s, p in shapes:
-            if args.only not in name:
-                continue
-            node = conv_node(batch, c, m, h, k, s, p)
-            g = geometry(node, [TensorArg.contiguous(f"in{i}", "float32", v.type.shape) for i, v in enumerate(node.inputs)])
-            run_layer(name, node, conv, g.flops, batch, k == 1 and s == 1 and p == 0, timer, deadline, args)
+            if args.only in name:
+                node = conv_node(batch, c, m, h, k, s, p)
+                args_of = [TensorArg.contiguous(f"in{i}", "float32", v.type.shape) for i, v in enumerate(node.inputs)]
+                layers.append((name, node, conv, geometry(node, args_of).flops, batch, k == 1 and s == 1 and p == 0))
         if not args.sim and args.only in "fc_gemm":
-            run_layer("fc_gemm 2048->1000", fc_node(batch), gemm, 2 * batch * 2048 * 1000, batch, False, timer, deadline, args)
+            layers.append(("fc_gemm 2048->1000", fc_node(batch), gemm, 2 * batch * 2048 * 1000, batch, False))
+    for i, layer in enumerate(layers):  # an equal share of what is left of the budget per layer
+        run_layer(*layer, timer, time.time() + (deadline - time.time()) / (len(layers) - i), args)
     print(f"\ntotal {time.time() - deadline + args.budget:.0f} s")
 
 

@@ -70,3 +70,12 @@ def test_legacy_softmax_semantics():
     y = reference.run(m, {"x": x})["y"]
     np.testing.assert_allclose(y.reshape(2, -1).sum(1), 1, rtol=1e-6)
     assert y.shape == (2, 3, 4)
+
+
+def test_declared_symbol_names_may_differ_from_inferred():
+    """Exporters name the same dynamic dim differently on inputs and outputs (N vs Gemm_dim_0)."""
+    vi = lambda n, s: helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+                                            [vi("x", ["N", 3])], [vi("y", ["Relu_dim_0", 3])]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    assert nbtrt.parse(m).outputs[0].type.shape == ("N", 3)

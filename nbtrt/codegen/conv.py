@@ -24,16 +24,10 @@ from . import conv_direct, tiled
 from .conv_geom import ConvGeom, check_float32, geometry, store_lines
 from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, unravel
 
-_TILES = [  # bm, bn, bk, tm, tn, split_k
-    (128, 128, 8, 8, 8, 1), (128, 64, 8, 8, 8, 1), (64, 128, 8, 8, 8, 1), (64, 64, 8, 8, 8, 1),
-    (64, 64, 16, 4, 4, 1), (64, 32, 16, 4, 4, 1), (32, 64, 16, 4, 4, 1), (32, 32, 16, 4, 4, 1),
-    (64, 32, 8, 4, 4, 4), (32, 32, 8, 4, 4, 4), (32, 16, 8, 2, 2, 4), (16, 16, 8, 2, 2, 4),
-]
-_GEMM_TACTICS = [dict(bm=bm, bn=bn, bk=bk, tm=tm, tn=tn, split_k=sk) for bm, bn, bk, tm, tn, sk in _TILES]
-TACTICS = ([dict(algorithm="implicit_gemm", **t) for t in _GEMM_TACTICS]
-           + [dict(algorithm="gemm_1x1", **t) for t in _GEMM_TACTICS]
+TACTICS = ([dict(algorithm="implicit_gemm", **t) for t in tiled.TACTICS]
+           + [dict(algorithm="gemm_1x1", **t) for t in tiled.TACTICS]
            + [dict(algorithm="direct", threads=t) for t in (128, 256)])
-DEFAULT = dict(algorithm="implicit_gemm", bm=64, bn=64, bk=8, tm=8, tn=8, split_k=1)
+DEFAULT = dict(algorithm="implicit_gemm", bm=64, bn=64, bk=8, tm=8, tn=8, split_k=1, unroll=True)
 MAX_DIRECT_K = 32  # Cg·taps below which the default is the direct kernel
 
 
@@ -69,15 +63,10 @@ def valid(node: Node, tactic: dict) -> bool:
 def pick(g: ConvGeom) -> dict:
     """A reasonable tactic without tuning: direct for few channels per group, else the largest tile
     that still fills the GPU (132 SMs), splitting K when even small tiles leave it mostly idle."""
-    if g.cg * g.taps < MAX_DIRECT_K or g.mg < 8:
+    if g.cg * g.taps < MAX_DIRECT_K or g.mg < 8 * bool(MAX_DIRECT_K):
         return dict(algorithm="direct", threads=128)
     algo = "gemm_1x1" if is_1x1(g) else "implicit_gemm"
-    n = g.n * g.pixels
-    for t in _GEMM_TACTICS:
-        blocks = -(-n // t["bn"]) * -(-g.mg // t["bm"]) * g.groups
-        if blocks >= 132 * (1 if t["split_k"] > 1 else 2) and t["bm"] <= max(16, 1 << (g.mg - 1).bit_length()):
-            return dict(algorithm=algo, **t)
-    return dict(algorithm=algo, **_GEMM_TACTICS[-1])
+    return dict(algorithm=algo, **tiled.pick(g.mg, g.n * g.pixels, g.groups))
 
 
 def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:

@@ -19,12 +19,11 @@ from __future__ import annotations
 from ..errors import UnsupportedOpError
 from ..ir import Node
 from . import epilogue, tiled
-from .conv import _GEMM_TACTICS
 from .conv_direct import _mul, _sum
 from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, unravel
 
-TACTICS = [dict(t) for t in _GEMM_TACTICS]
-DEFAULT = dict(bm=64, bn=64, bk=8, tm=8, tn=8, split_k=1)
+TACTICS = [dict(t) for t in tiled.TACTICS]
+DEFAULT = dict(bm=64, bn=64, bk=8, tm=8, tn=8, split_k=1, unroll=True)
 
 
 class Problem:
@@ -94,12 +93,7 @@ def valid(node: Node, tactic: dict) -> bool:
 
 
 def pick(p: Problem) -> dict:
-    """The largest tile that still gives the GPU two waves of blocks (split-K for the rest)."""
-    for t in _GEMM_TACTICS:
-        blocks = -(-p.n // t["bn"]) * -(-p.m // t["bm"]) * p.z
-        if blocks >= 132 * (1 if t["split_k"] > 1 else 2) and t["bm"] <= max(16, 1 << (p.m - 1).bit_length()):
-            return dict(t)
-    return dict(_GEMM_TACTICS[-1])
+    return tiled.pick(p.m, p.n, p.z)
 
 
 def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:

@@ -65,7 +65,10 @@ def merge_types(node: Node, name: str, declared: TensorType | None, inferred: Te
             same_dim(a, b) for a, b in zip(declared.shape, inferred.shape)):
         raise node_error(ShapeError, node, f"output {name!r} is declared {declared} but the op produces "
                          f"{inferred}")
-    shape = tuple(b if isinstance(b, int) or a is None else a for a, b in zip(declared.shape, inferred.shape))
+    # a static declared size refines an unknown or symbolic inferred one; otherwise inference wins
+    # (its symbols are the graph inputs' own)
+    shape = tuple(a if isinstance(a, int) and not isinstance(b, int) else b if b is not None else a
+                  for a, b in zip(declared.shape, inferred.shape))
     return TensorType(inferred.dtype, shape)
 
 

@@ -75,12 +75,9 @@ def norm_axis(node: Node, axis: int, rank: int, what: str = "axis") -> int:
 
 
 def same_dim(a: Dim, b: Dim) -> bool:
-    """True unless the dims are known to differ."""
-    if a is None or b is None:
-        return True
-    if isinstance(a, int) and isinstance(b, int):
-        return a == b
-    return a == b or isinstance(a, str) != isinstance(b, str)
+    """True unless the dims are known to differ (two static sizes that are not equal): symbolic dims of
+    different names may still be equal at run time."""
+    return not (isinstance(a, int) and isinstance(b, int) and a != b)
 
 
 def broadcast_shapes(node: Node, *shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:

@@ -61,6 +61,18 @@ class ExecutionContext:
         """Run synchronously; return output name -> numpy array."""
         return self._backend.run(inputs, self)
 
+    def profile(self, inputs: dict, repeats: int = 20) -> list[dict]:
+        """Run once, then time every kernel alone (ms per launch); one row per kernel."""
+        if simulated():
+            raise InputError("profiling needs a GPU")
+        self.run(inputs)
+        rows = []
+        for k, (fn, grid, block, args) in zip(self.engine.kernels, self._backend.launches):
+            ms = self._backend.drv.time_launches(fn, grid, block, args, self._backend.stream, repeats)
+            rows.append({"name": k.node_name, "kind": k.kind, "ms": ms, "grid": grid, "block": block,
+                         "tactic": k.spec.tactic})
+        return rows
+
     def run_async(self, inputs: dict, stream) -> dict:
         """Enqueue a run on the caller's ``stream`` (a CUstream handle or an object with
         ``cuda_stream``/``handle``); return output name -> DeviceTensor, valid until the next run."""

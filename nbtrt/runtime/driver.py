@@ -173,5 +173,20 @@ def set_kernel_args(graph_exec, node, function, grid, block, args: PackedArgs) -
     check(drv.cuGraphExecKernelNodeSetParams(graph_exec, node, p), "cuGraphExecKernelNodeSetParams")
 
 
+def time_launches(function, grid, block, args: PackedArgs, stream, repeats: int) -> float:
+    """Milliseconds per launch of one kernel, by CUDA events around ``repeats`` launches."""
+    drv = _driver()
+    start, end = (check(drv.cuEventCreate(0), "cuEventCreate") for _ in range(2))
+    check(drv.cuEventRecord(start, stream), "cuEventRecord")
+    for _ in range(repeats):
+        launch(function, grid, block, args, stream)
+    check(drv.cuEventRecord(end, stream), "cuEventRecord")
+    check(drv.cuEventSynchronize(end), "cuEventSynchronize")
+    ms = check(drv.cuEventElapsedTime(start, end), "cuEventElapsedTime")
+    for e in (start, end):
+        drv.cuEventDestroy(e)
+    return ms / repeats
+
+
 def graph_launch(graph_exec, stream) -> None:
     check(_driver().cuGraphLaunch(graph_exec, stream), "cuGraphLaunch")

@@ -104,3 +104,17 @@ def test_tactics_source_and_validity():
     assert gemm.pick(gemm.Problem(node, outs, ins))["split_k"] > 1
     assert not gemm.valid(node, dict(bm=128, bn=128, bk=32, tm=8, tn=8, split_k=2))
     assert not gemm.valid(node, dict(bm=64, bn=64, bk=8, tm=3, tn=8, split_k=1))
+
+
+def test_vector_dot_and_default_tactic():
+    """1-D · 1-D gives a scalar; a 1 × 300 · 300 × 20 Gemm with no tactic takes the split-K default."""
+    rng = np.random.default_rng(2)
+    dot = gemm_group("MatMul", (13,), (13,))
+    assert dot.outputs[0].type.shape == ()
+    assert_matches(dot, [rng.standard_normal(13).astype(np.float32) for _ in range(2)], rtol=1e-5, atol=1e-5,
+                   tactic=TILES[0])
+    fc = gemm_group("Gemm", (1, 300), (20, 300), dict(transA=0, transB=1, alpha=1.0, beta=1.0),
+                    (Step("Add", ("acc", "in2")),), [(20,)])
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(1, 300), (20, 300), (20,)]]
+    spec = assert_matches(fc, arrays, rtol=1e-4, atol=1e-5)
+    assert spec.tactic["split_k"] > 1
