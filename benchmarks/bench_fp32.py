@@ -7,7 +7,7 @@ same GPU-resident input; times are CUDA-event times of one inference, median and
 after a warm-up. nbtrt's output is checked against PyTorch's before it is timed.
 
     python benchmarks/bench_fp32.py --models resnet50 googlenet --batches 1 64 [--no-compile]
-        [--markdown out.md]
+        [--tuning fast|full|none] [--timing-cache cache.json] [--markdown out.md]
 
 torch is imported here only: it is a benchmark dependency, not one of nbtrt's.
 """
@@ -63,10 +63,10 @@ def cuda_graphed(fn, x, torch):
     return lambda: g.replay(), static_y
 
 
-def bench_nbtrt(path, x, torch):
+def bench_nbtrt(path, x, torch, args):
     import nbtrt
     t0 = time.perf_counter()
-    engine = nbtrt.compile(path, dims={"N": x.shape[0]})
+    engine = nbtrt.compile(path, dims={"N": x.shape[0]}, tuning=args.tuning, timing_cache=args.timing_cache)
     build_s = time.perf_counter() - t0
     ctx = engine.create_context()
     name = engine.input_names[0]
@@ -99,7 +99,7 @@ def bench_model(name, batch, args, torch, tv, rows):
             for _ in range(3):
                 compiled(x)
             results["compile+graph"] = time_cuda(lambda: compiled(x), torch)
-    run, y, engine, build_s = bench_nbtrt(path, x, torch)
+    run, y, engine, build_s = bench_nbtrt(path, x, torch, args)
     err = float((y - ref).abs().max() / ref.abs().max())
     results["nbtrt"] = time_cuda(run, torch)
     mem = engine.memory
@@ -145,6 +145,8 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build)")
     parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument("--tuning", default="fast", choices=["none", "fast", "full"], help="nbtrt's tuning level")
+    parser.add_argument("--timing-cache", help="nbtrt timing cache file (reused across runs)")
     args = parser.parse_args()
     import torch
     import torchvision as tv

@@ -1,14 +1,18 @@
 """The ``nbtrt`` command line.
 
-    nbtrt run MODEL [--inputs in.npz] [--outputs out.npz] [--dim N=8]
-        Parse MODEL, run it (today: on the numpy reference interpreter) and summarise the outputs.
-        Inputs not given are filled with seeded random data; symbolic dims default to 1.
+    nbtrt run MODEL_OR_ENGINE [--inputs in.npz] [--outputs out.npz] [--dim N=8]
+        Run an engine file (see ``nbtrt build``) on the GPU or in the simulator, or parse a MODEL and
+        run it on the numpy reference interpreter; summarise the outputs. Inputs not given are filled
+        with seeded random data; a model's symbolic dims default to 1.
     nbtrt compare MODEL [--inputs in.npz] [--dim N=8] [--rtol 1e-4] [--atol 1e-5]
         Run MODEL on the reference and on onnxruntime (when installed) and report the differences.
     nbtrt graph MODEL
         Print the type-checked IR.
     nbtrt plan MODEL [--json] [--dim N=1] [--graph]
         Optimize MODEL and print the build report: every fusion decision and the kernels that remain.
+    nbtrt build | bench | inspect ...
+        Engine files: build one, time one (or a model) on the GPU, show what one holds; see
+        ``cli_engine.py``.
 
 MODEL is a path to an .onnx file, or ``zoo:NAME`` for a network shipped in the onnx wheel's
 ``backend/test/data/light`` folder (e.g. ``zoo:light_inception_v1``, GoogLeNet).
@@ -102,7 +106,10 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
-    """parse a model and run it on the reference interpreter"""
+    """run an engine file, or a model on the reference interpreter"""
+    from .cli_engine import is_engine_file, run_engine
+    if is_engine_file(args.model):
+        return run_engine(args)
     from . import reference
     from .frontends.onnx import parse
     t0 = time.perf_counter()
@@ -145,6 +152,11 @@ def cmd_compare(args) -> int:
     return 0 if ok else 1
 
 
+def _add_dims(p) -> None:
+    p.add_argument("--dim", action="append", help="size of a symbolic dim, NAME=SIZE (repeatable)")
+    p.add_argument("--input-shape", action="append", help="shape of an input, NAME=D0xD1x... (repeatable)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nbtrt", description="nbtrt: generated-CUDA inference optimizer")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -166,6 +178,8 @@ def main(argv=None) -> int:
     sub.choices["run"].add_argument("--outputs", help="write the outputs to this .npz file")
     sub.choices["compare"].add_argument("--rtol", type=float, default=1e-4)
     sub.choices["compare"].add_argument("--atol", type=float, default=1e-5)
+    from .cli_engine import add_commands
+    add_commands(sub, _add_dims)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -45,3 +45,15 @@ class ExecutionError(NbtrtError):
 def node_error(cls, node, message):
     """Build ``cls`` with a message that names ``node`` (an ir.Node) and its op."""
     return cls(f"node {node.name!r} ({node.op}): {message}")
+
+
+class EngineFileError(NbtrtError):
+    """An engine file could not be read: truncated, not an engine, damaged (checksum), malformed."""
+
+
+class EngineVersionError(EngineFileError):
+    """The engine file was written in a newer format than this nbtrt reads."""
+
+
+class ArchMismatchError(EngineFileError):
+    """The engine's kernels were compiled for another GPU arch (raised by ``load(..., strict=True)``)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 from ..errors import UnsupportedOpError
 from ..ir import Node
 from . import conv_direct, tiled
+from .conv_direct import _mul, _sum
 from .conv_geom import ConvGeom, check_float32, geometry, store_lines
 from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, unravel
 
@@ -60,10 +61,15 @@ def valid(node: Node, tactic: dict) -> bool:
         return False
 
 
+def prefers_direct(g: ConvGeom) -> bool:
+    """Depthwise and few-channel convs: too little K (or M) per group for a GEMM tile."""
+    return g.cg * g.taps < MAX_DIRECT_K or g.mg < 8
+
+
 def pick(g: ConvGeom) -> dict:
     """A reasonable tactic without tuning: direct for few channels per group, else the largest tile
     that still fills the GPU (132 SMs), splitting K when even small tiles leave it mostly idle."""
-    if g.cg * g.taps < MAX_DIRECT_K or g.mg < 8 * bool(MAX_DIRECT_K):
+    if prefers_direct(g):
         return dict(algorithm="direct", threads=128)
     algo = "gemm_1x1" if is_1x1(g) else "implicit_gemm"
     return dict(algorithm=algo, **tiled.pick(g.mg, g.n * g.pixels, g.groups))
@@ -100,37 +106,42 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     if g.groups > 1:
         prologue += [f"xz = z * {g.cg * x.strides[1]}  # this group's first input channel",
                      f"wz = z * {g.mg * w.strides[0]}  # and its first filter"]
-    a = tiled.Operand(g.mg, True, lambda xm, p: [f"{p}row = {_sum([str(w.offset), 'wz' if g.groups > 1 else '0', _mul(xm, w.strides[0])])}"],
+    wz = "wz" if g.groups > 1 else "0"
+    a = tiled.Operand(g.mg, True, lambda xm, p: [f"{p}row = {_sum([str(w.offset), wz, _mul(xm, w.strides[0])])}"],
                       lambda p, k, tmp: ([], [], f"{w.param}[{p}row + {k}]"))
     b = _pixels(g, x) if tactic["algorithm"] == "gemm_1x1" else _im2col(g, x)
     store = "store_" + identifier(node.name)
     extra = [o.param for o in outputs] + [i.param for i in inputs[2:] if i is not None]
-    call = lambda v, m, n: f"{store}({', '.join(extra)}, z, {m}, {n}, {v})"
-    lines = _store_function(store, node, g, outputs, inputs, extra, t)
-    lines += tiled.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call)
+    cols = _column_vars(g, n_total % t.bn != 0)
+    call = lambda v, m: f"{store}({', '.join(extra)}, z, {m}, {', '.join(cols)}, {v})"
+    lines = _store_function(store, node, g, outputs, inputs, extra, cols, t)
+    lines += tiled.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call,
+                          lambda n: _columns(g, n, n_total % t.bn != 0))
     grid, block = tiled.launch(t, g.mg, n_total, g.groups)
     return lines, grid, block
 
 
-def _store_function(store, node, g: ConvGeom, outputs, inputs, extra, t: tiled.Tile) -> list[str]:
-    n_total = g.n * g.pixels
-    checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + ([f"n < {n_total}"] if n_total % t.bn else [])
-    body = ([f"img = n // {g.pixels}"] if g.n > 1 else []) + [f"pix = n % {g.pixels}" if g.n > 1 else "pix = n"]
-    body += unravel("pix", g.out, "o")
-    body.append(f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m")
-    body += store_lines(node, outputs, inputs, "ch", ["img" if g.n > 1 else "0"] + [f"o{a}" for a in range(g.nsp)], "v")
-    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra)}, z, m, n, v):"]
+def _column_vars(g: ConvGeom, check: bool) -> list[str]:
+    """What a store needs of column n = (image, output position): its coordinates (and bounds)."""
+    return (["col_ok"] if check else []) + (["col_img"] if g.n > 1 else []) + [f"col_o{a}" for a in range(g.nsp)]
+
+
+def _columns(g: ConvGeom, n: str, check: bool) -> list[str]:
+    lines = [f"col_ok = {n} < {g.n * g.pixels}"] if check else []
+    lines += [f"col_img = {n} // {g.pixels}"] if g.n > 1 else []
+    lines.append(f"col_pix = {n} % {g.pixels}" if g.n > 1 else f"col_pix = {n}")
+    return lines + unravel("col_pix", g.out, "col_o")
+
+
+def _store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t: tiled.Tile) -> list[str]:
+    checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + (["col_ok"] if "col_ok" in cols else [])
+    body = [f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m"]
+    coords = ["col_img" if g.n > 1 else "0"] + [f"col_o{a}" for a in range(g.nsp)]
+    body += store_lines(node, outputs, inputs, "ch", coords, "v")
+    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra + ['z', 'm'] + cols)}, v):"]
     if checks:
         return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
     return lines + indent(body, 1) + [""]
-
-
-def _mul(name: str, k: int) -> str:
-    return "0" if k == 0 else name if k == 1 else f"{name} * {k}"
-
-
-def _sum(terms: list[str]) -> str:
-    return conv_direct._sum(terms)
 
 
 def _pixels(g: ConvGeom, x: TensorArg) -> tiled.Operand:

@@ -37,8 +37,18 @@ def _chan(g: ConvGeom) -> str:
     return "c" if g.cg > 1 else "0"
 
 
-def _conv_taps(g: ConvGeom, x: TensorArg, w: TensorArg, inner: list[str]) -> list[str]:
-    """Nested loops over the kernel taps of a Conv (innermost: ``inner``), skipping the padding."""
+def _taps(g: ConvGeom, w: TensorArg) -> list[str]:
+    return [_mul(f"j{a}", w.strides[2 + a]) for a in range(g.nsp) if g.kernel[a] > 1]
+
+
+def _accumulate(g: ConvGeom, xi: str, wi: str, x: TensorArg, w: TensorArg) -> list[str]:
+    """The innermost loop: the group's input channels, for one kernel tap."""
+    body = [f"acc += {x.param}[{xi}] * {w.param}[{wi}]"]
+    return body if g.cg == 1 else [f"for c in range({g.cg}):"] + indent(body, 1)
+
+
+def _conv_taps(g: ConvGeom, x: TensorArg, w: TensorArg) -> list[str]:
+    """Nested loops over the kernel taps of a Conv (the padding skipped), channels innermost."""
     lines, depth = [], 0
     for a in range(g.nsp):
         k, s, d, p, n = g.kernel[a], g.strides[a], g.dilations[a], g.pads[a], g.sizes[a]
@@ -47,17 +57,17 @@ def _conv_taps(g: ConvGeom, x: TensorArg, w: TensorArg, inner: list[str]) -> lis
             lines.append("    " * depth + f"for j{a} in range({k}):")
             depth += 1
         lines.append("    " * depth + f"h{a} = {pos}")
-        checks = (["0 <= " + f"h{a}"] if p > 0 else []) + ([f"h{a} < {n}"] if (g.out[a] - 1) * s - p + (k - 1) * d >= n else [])
+        past_end = (g.out[a] - 1) * s - p + (k - 1) * d >= n
+        checks = ([f"0 <= h{a}"] if p > 0 else []) + ([f"h{a} < {n}"] if past_end else [])
         if checks:
             lines.append("    " * depth + f"if {' and '.join(checks)}:")
             depth += 1
     xi = _sum(["xb", _mul(_chan(g), x.strides[1])] + [_mul(f"h{a}", x.strides[2 + a]) for a in range(g.nsp)])
-    wi = _sum(["wb", _mul(_chan(g), w.strides[1])] + [_mul(f"j{a}", w.strides[2 + a]) for a in range(g.nsp) if g.kernel[a] > 1])
-    body = [f"acc += {x.param}[{xi}] * {w.param}[{wi}]"]
-    return lines + indent(inner + body, depth)
+    wi = _sum(["wb", _mul(_chan(g), w.strides[1])] + _taps(g, w))
+    return lines + indent(_accumulate(g, xi, wi, x, w), depth)
 
 
-def _transpose_taps(g: ConvGeom, x: TensorArg, w: TensorArg, inner: list[str]) -> list[str]:
+def _transpose_taps(g: ConvGeom, x: TensorArg, w: TensorArg) -> list[str]:
     """Nested loops over the kernel taps of a ConvTranspose: tap j receives input i = (o + crop − j·d) / s
     when that is a whole number inside the input."""
     lines, depth = [], 0
@@ -75,9 +85,8 @@ def _transpose_taps(g: ConvGeom, x: TensorArg, w: TensorArg, inner: list[str]) -
         lines.append("    " * depth + f"if i{a} < {n}:")
         depth += 1
     xi = _sum(["xb", _mul(_chan(g), x.strides[1])] + [_mul(f"i{a}", x.strides[2 + a]) for a in range(g.nsp)])
-    wi = _sum(["wb", _mul(_chan(g), w.strides[0])] + [_mul(f"j{a}", w.strides[2 + a]) for a in range(g.nsp) if g.kernel[a] > 1])
-    body = [f"acc += {x.param}[{xi}] * {w.param}[{wi}]"]
-    return lines + indent(inner + body, depth)
+    wi = _sum(["wb", _mul(_chan(g), w.strides[0])] + _taps(g, w))
+    return lines + indent(_accumulate(g, xi, wi, x, w), depth)
 
 
 def kernel(name: str, node: Node, g: ConvGeom, outputs: list[TensorArg], inputs: list[TensorArg | None],
@@ -93,16 +102,15 @@ def kernel(name: str, node: Node, g: ConvGeom, outputs: list[TensorArg], inputs:
             f"ch = (i // {g.pixels}) % {g.m}" if g.pixels > 1 else f"ch = i % {g.m}"]
     body += [f"pix = i % {g.pixels}"] + unravel("pix", g.out, "o")
     zb = "ch" if g.mg == 1 else f"(ch // {g.mg})"
-    body.append(f"xb = {_sum([str(x.offset), _mul('img', x.strides[0]), _mul(zb, g.cg * x.strides[1]) if g.groups > 1 else '0'])}")
+    grouped = lambda stride: _mul(zb, g.cg * stride) if g.groups > 1 else "0"
+    body.append(f"xb = {_sum([str(x.offset), _mul('img', x.strides[0]) if g.n > 1 else '0', grouped(x.strides[1])])}")
     if transpose:
         mi = "ch" if g.groups == 1 else f"(ch % {g.mg})"
-        body.append(f"wb = {_sum([str(w.offset), _mul(zb, g.cg * w.strides[0]) if g.groups > 1 else '0', _mul(mi, w.strides[1])])}")
+        body.append(f"wb = {_sum([str(w.offset), grouped(w.strides[0]), _mul(mi, w.strides[1])])}")
     else:
         body.append(f"wb = {_sum([str(w.offset), _mul('ch', w.strides[0])])}")
     body.append("acc = float32(0.0)")
-    channel = [] if g.cg == 1 else [f"for c in range({g.cg}):"]
-    taps = (_transpose_taps if transpose else _conv_taps)(g, x, w, [])
-    body += channel + indent(taps, 1 if channel else 0)
+    body += (_transpose_taps if transpose else _conv_taps)(g, x, w)
     body += store_lines(node, outputs, inputs, "ch", ["img"] + [f"o{a}" for a in range(g.nsp)], "acc")
     body.append("i += step")
     lines += indent(body, 2)

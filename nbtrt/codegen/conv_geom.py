@@ -19,7 +19,7 @@ from math import prod
 
 from ..errors import UnsupportedOpError
 from ..ir import Node
-from ..ops.window import forward_shape, int_tuple, kernel_from_attr, transpose_shape, window_attrs
+from ..ops.window import forward_shape, kernel_from_attr, transpose_shape, window_attrs
 from . import epilogue
 from .kernel import TensorArg, index_of
 
@@ -81,10 +81,6 @@ def geometry(node: Node, inputs: list[TensorArg | None]) -> ConvGeom:
     nsp = len(win.kernel)
     return ConvGeom(x.shape[0], x.shape[1], m, groups, tuple(x.shape[2:]), tuple(out),
                     tuple(win.kernel), win.strides, win.dilations, tuple(pads[:nsp]))
-
-
-def output_padding(node: Node, nsp: int) -> tuple[int, ...]:
-    return int_tuple(base_node(node), "output_padding", nsp, 0, 0)
 
 
 def split_offsets(node: Node, total: int, n_outputs: int) -> list[int]:

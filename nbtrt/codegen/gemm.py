@@ -113,7 +113,8 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     lines.append(f"# {node.attrs['base']}: M={p.m} N={p.n} K={p.k}, batch {list(p.batch)}, alpha {p.alpha}")
     store = "store_" + identifier(node.name)
     extra = [outputs[0].param] + [x.param for x in inputs[2:] if x is not None]
-    lines += _store_function(store, node, p, inputs, extra, t)
+    zb = [f"zb{i}" for i in range(len(p.batch))]
+    lines += _store_function(store, node, p, inputs, extra + zb, t)
     prologue = []
     if p.batch:
         prologue += unravel("z", p.batch, "zb")
@@ -125,8 +126,10 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     b = tiled.Operand(p.n, _b_k_major(p),
                       lambda x, q: [f"{q}col = {_sum([str(p.b.offset), 'bz' if p.batch else '0', _mul(x, p.sbn)])}"],
                       lambda q, k, tmp: ([], [], f"{p.b.param}[{q}col + {_mul(k, p.sbk)}]"))
-    call = lambda v, m, n: f"{store}({', '.join(extra)}, z, {m}, {n}, {v})"
-    lines += tiled.kernel(name, params, t, (p.m, p.n, p.k), a, b, prologue, call)
+    cols = (["col_ok"] if p.n % t.bn else []) + ["col_n"]
+    call = lambda v, m: f"{store}({', '.join(extra + zb)}, {m}, {', '.join(cols)}, {v})"
+    columns = lambda n: ([f"col_ok = {n} < {p.n}"] if p.n % t.bn else []) + [f"col_n = {n}"]
+    lines += tiled.kernel(name, params, t, (p.m, p.n, p.k), a, b, prologue, call, columns)
     grid, block = tiled.launch(t, p.m, p.n, p.z)
     return KernelSpec(name, "\n".join(lines) + "\n", params, grid, block,
                       [outputs[0].dtype] + [x.dtype for x in used], tactic)
@@ -134,14 +137,14 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
 
 def _store_function(store: str, node: Node, p: Problem, inputs, extra, t: tiled.Tile) -> list[str]:
     out = p.out
-    checks = ([f"m < {p.m}"] if p.m % t.bm else []) + ([f"n < {p.n}"] if p.n % t.bn else [])
-    body = unravel("z", p.batch, "zb") if p.batch else []
-    coords = p.coords()
+    checks = ([f"m < {p.m}"] if p.m % t.bm else []) + (["col_ok"] if p.n % t.bn else [])
+    coords = [c if c != "n" else "col_n" for c in p.coords()]
     load = lambda k: f"{inputs[k].param}[{index_of(inputs[k], out.shape, coords)}]"
     acc = "v" if p.alpha == 1.0 else f"v * {literal(p.alpha)}"
-    prog, result = epilogue.emit(node.attrs["epilogues"][0], acc, load, "float32")
-    body += prog + [f"{out.param}[{index_of(out, out.shape, coords)}] = {result}"]
-    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra)}, z, m, n, v):"]
+    body, result = epilogue.emit(node.attrs["epilogues"][0], acc, load, "float32")
+    body.append(f"{out.param}[{index_of(out, out.shape, coords)}] = {result}")
+    params = extra + ["m"] + (["col_ok"] if p.n % t.bn else []) + ["col_n", "v"]
+    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(params)}):"]
     if checks:
         return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
     return lines + indent(body, 1) + [""]

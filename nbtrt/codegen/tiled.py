@@ -11,10 +11,16 @@ For one grid z (a conv group, a MatMul batch) a block computes the BM×BN tile a
   ``ty + i·BM/TM``, columns ``tx + j·BN/TN`` (strided, so the shared reads are conflict-free and the
   final stores coalesce);
 - with split_k = S > 1 the block's threads form S slices that take every S-th K slice; their
-  partial tiles are summed (in a fixed order) through shared memory before the store.
+  partial tiles are summed (in a fixed order) through shared memory before the store;
+- finished micro-tiles go through shared memory (one row of micro-tiles at a time), so the store —
+  bounds check, epilogue, write — appears once in the source, as a loop in which consecutive threads
+  take consecutive columns (coalesced), and Numba compiles it once instead of TM·TN times;
+- ``unroll`` writes the BK loop out: constant shared-memory offsets (no per-load address arithmetic)
+  at 2–3× the compile time.
 
 The template supplies each operand as an :class:`Operand` (how a thread finds element (x, k): setup
-outside the K loop, the load inside it) and a store call applied to every finished element (bounds
+outside the K loop, the load inside it), the per-column variables of the store (its output
+coordinates) and a store call applied to every finished element (bounds
 checks, epilogue, write). Out-of-range elements load as zero, so no tile size has to divide anything.
 """
 
@@ -182,10 +188,12 @@ class _Loader:
 
 
 def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: Operand, b: Operand,
-           prologue: list[str], store: Callable[[str, str, str], str]) -> list[str]:
-    """Source lines of the kernel ``name``; ``store(value, m, n)`` is one store statement."""
-    m_total, n_total, k_total = mnk
-    ry, rx, sk = t.bm // t.tm, t.bn // t.tn, t.split_k
+           prologue: list[str], store: Callable[[str, str], str], columns: Callable[[str], list[str]]) -> list[str]:
+    """Source lines of the kernel ``name``. ``columns(n)``: lines that define the variables the store
+    needs for column ``n`` (an expression); ``store(value, m)``: one store statement for row ``m`` of
+    that column."""
+    _, _, k_total = mnk
+    rx, sk = t.bn // t.tn, t.split_k
     la = _Loader(a, "a", "m0", t.bm, t, k_total)
     lb = _Loader(b, "b", "n0", t.bn, t, k_total)
     slices = -(-k_total // t.bk)
@@ -205,7 +213,7 @@ def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: 
                                          "# prefetch the next K slice while this one is multiplied"]
     loop += la.loads() + lb.loads() + _multiply(t) + ["cuda.syncthreads()"]
     body += ["    " + line for line in loop]
-    body += _finish(t, store)
+    body += _finish(t, store, columns)
     return [f"def {name}({', '.join(params)}):"] + ["    " + line for line in body]
 
 
@@ -224,31 +232,36 @@ def _multiply(t: Tile) -> list[str]:
     return [f"for kk in range({t.bk}):"] + ["    " + line for line in step("kk")]
 
 
-def _finish(t: Tile, store: Callable[[str, str, str], str]) -> list[str]:
+def _finish(t: Tile, store: Callable[[str, str], str], columns: Callable[[str], list[str]]) -> list[str]:
     """Store every finished element through ``store`` (one copy of it in the source: the
     micro-tiles go through shared memory, so the stores are a loop with consecutive threads on
-    consecutive columns)."""
+    consecutive columns). When the block has a multiple of BN threads, each thread keeps one column
+    throughout, so ``columns`` (e.g. the output coordinates of column n) runs once per thread."""
     ry, rx, sk = t.bm // t.tm, t.bn // t.tn, t.split_k
+    fixed = t.threads % t.bn == 0
+    head = [f"col = tid % {t.bn}", f"row0 = tid // {t.bn}", "n = n0 + col"] + columns("n") if fixed else []
+
+    def element(r: str) -> list[str]:
+        if fixed:
+            return [f"row = row0 + {r} * {t.threads // t.bn}"]
+        return [f"e = tid + {r} * {t.threads}", f"row = e // {t.bn}", f"col = e % {t.bn}", "n = n0 + col"] + columns("n")
+
     if sk == 1:
         lines = ["# stage the micro-tiles through shared memory, one row of them at a time",
-                 f"stage = cuda.shared.array(({ry}, {t.bn}), float32)", f"for i in range({t.tm}):"]
+                 f"stage = cuda.shared.array(({ry}, {t.bn}), float32)"] + head + [f"for i in range({t.tm}):"]
         for i in range(t.tm):
             lines.append(f"    {'if' if i == 0 else 'elif'} i == {i}:")
             lines += [f"        stage[ty, {_plus('tx', j * rx)}] = c{i}_{j}" for j in range(t.tn)]
-        lines += ["    cuda.syncthreads()", f"    for r in range({t.tn}):",
-                  f"        e = tid + r * {t.threads}", f"        row = e // {t.bn}", f"        col = e % {t.bn}",
-                  "        " + store("stage[row, col]", f"m0 + row + i * {ry}", "n0 + col"),
-                  "    cuda.syncthreads()"]
-        return lines
+        lines += ["    cuda.syncthreads()", f"    for r in range({t.tn}):"]
+        lines += ["        " + line for line in element("r") + [store("stage[row, col]", f"m0 + row + i * {ry}")]]
+        return lines + ["    cuda.syncthreads()"]
     lines = ["# sum the split-K slices' partial tiles",
              f"partial = cuda.shared.array(({sk}, {t.bm}, {t.bn}), float32)"]
     lines += [f"partial[ks, {_plus('ty', i * ry)}, {_plus('tx', j * rx)}] = c{i}_{j}"
               for i in range(t.tm) for j in range(t.tn)]
     total = " + ".join(f"partial[{s}, row, col]" for s in range(sk))
-    lines += ["cuda.syncthreads()", f"for r in range({t.bm * t.bn // t.threads}):",
-              f"    e = tid + r * {t.threads}", f"    row = e // {t.bn}", f"    col = e % {t.bn}",
-              "    " + store(total, "m0 + row", "n0 + col")]
-    return lines
+    lines += ["cuda.syncthreads()"] + head + [f"for r in range({t.bm * t.bn // t.threads}):"]
+    return lines + ["    " + line for line in element("r") + [store(total, "m0 + row")]]
 
 
 def launch(t: Tile, m_total: int, n_total: int, z: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:

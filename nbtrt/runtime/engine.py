@@ -1,14 +1,18 @@
 """The engine: the optimized graph, its memory plan and one generated kernel per fused group.
 
 ``build(model, config)`` parses, optimizes, plans memory and generates a kernel per non-view node.
-On a GPU each kernel is compiled ahead of time to a cubin for the device's arch; under the CUDA
-simulator (``NUMBA_ENABLE_CUDASIM=1``) kernels run through Numba's dispatcher instead. Execution
-happens in an :class:`~nbtrt.runtime.context.ExecutionContext`; ``Engine.run`` uses a default one.
+On a GPU each kernel is compiled ahead of time to a cubin for the device's arch; with an explicit
+``arch`` (e.g. ``"sm_90"``) for that arch, also on a machine without a GPU ("cross-compiling", which
+needs the CUDA toolkit wheels: ``pip install 'nbtrt[cuda]'``). Under the CUDA simulator
+(``NUMBA_ENABLE_CUDASIM=1``) kernels run through Numba's dispatcher instead and carry no compiled code.
+Execution happens in an :class:`~nbtrt.runtime.context.ExecutionContext`; ``Engine.run`` uses a default
+one. ``Engine.save``/``Engine.serialize`` write an engine file (``serialize.py``); ``nbtrt.load`` reads it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 
@@ -17,6 +21,7 @@ from ..codegen.build import Compiled, compile_cubin
 from ..codegen.kernel import KernelSpec, TensorArg
 from ..codegen.numba_env import simulated
 from ..config import BuildConfig
+from ..errors import NbtrtError
 from ..groups import kernel_kind, sources
 from ..ir import Graph, Value
 from ..report import BuildReport
@@ -47,6 +52,7 @@ class Engine:
     _device_constants: dict | None = field(default=None, repr=False)
     _functions: list | None = field(default=None, repr=False)
     _modules: list | None = field(default=None, repr=False)
+    tuning: dict | None = None
 
     @property
     def input_names(self) -> list[str]:
@@ -68,13 +74,25 @@ class Engine:
                 self._default = self.create_context()
             return self._default.run(inputs)
 
+    def serialize(self) -> bytes:
+        """The engine file's bytes: graph, weights, memory plan, kernels' sources and compiled code."""
+        from .serialize import serialize
+        return serialize(self)
+
+    def save(self, path) -> None:
+        """Write the engine file to ``path`` (read it back with :func:`nbtrt.load`)."""
+        from .serialize import save
+        save(self, path)
+
 
 def tensor_arg(param: str, v: Value, memory: MemoryPlan) -> TensorArg:
     layout = memory.layout(v)
     return TensorArg(param, v.type.dtype, tuple(v.type.shape), layout.strides, layout.offset)
 
 
-def generate_kernels(graph: Graph, memory: MemoryPlan) -> list[Kernel]:
+def generate_kernels(graph: Graph, memory: MemoryPlan, tactic_for=None) -> list[Kernel]:
+    """One kernel per non-view node; ``tactic_for(kind, node, outs, ins)`` may name a tactic (a
+    timing-cache hit), else the template's heuristic decides."""
     kernels = []
     for node in graph.nodes:
         kind = kernel_kind(node)
@@ -82,7 +100,7 @@ def generate_kernels(graph: Graph, memory: MemoryPlan) -> list[Kernel]:
             continue
         outs = [tensor_arg(f"out{i}", v, memory) for i, v in enumerate(node.outputs)]
         ins = [None if v is None else tensor_arg(f"in{k}", v, memory) for k, v in enumerate(node.inputs)]
-        spec = codegen.generate(node, outs, ins)
+        spec = codegen.generate(node, outs, ins, tactic_for and tactic_for(kind, node, outs, ins))
         by_param = {a.param: v for a, v in zip(outs + ins, list(node.outputs) + list(node.inputs)) if a is not None}
         kernels.append(Kernel(node.name, kind, spec, [by_param[p] for p in spec.params]))
     return kernels
@@ -96,30 +114,80 @@ def dump(kernels: list[Kernel], folder: str) -> None:
             f.write(k.spec.source)
 
 
-def build(graph: Graph, report: BuildReport, config: BuildConfig) -> Engine:
+def build(graph: Graph, report: BuildReport, config: BuildConfig, arch: str | None = None) -> Engine:
+    """Plan memory, generate the kernels and compile them for the GPU's arch, or for ``arch`` when
+    given (cross-compiling: no GPU needed, no tuning); in the simulator without ``arch``, nothing."""
+    if arch is not None:
+        check_cross_compile(arch, config)
     memory = plan_memory(graph)
-    kernels = generate_kernels(graph, memory)
-    if os.environ.get("NBTRT_DUMP"):
-        dump(kernels, os.environ["NBTRT_DUMP"])
-    arch = None
-    if not simulated():
+    if arch is None and not simulated():
         from . import driver
         arch = driver.arch()
-        for k, compiled in zip(kernels, compile_all([k.spec for k in kernels], arch)):
+    cache = tactic_for = None
+    if config.tuning != "none" and arch is not None:
+        from ..tuning import TimingCache, cached_tactic
+        cache = TimingCache(config.timing_cache)
+        tactic_for = lambda kind, node, outs, ins: cached_tactic(cache, kind, node, outs, ins, config.precision, arch)
+    kernels = generate_kernels(graph, memory, tactic_for)
+    if os.environ.get("NBTRT_DUMP"):
+        dump(kernels, os.environ["NBTRT_DUMP"])
+    if arch is not None:
+        for k, compiled in zip(kernels, compile_kernels([k.spec for k in kernels], arch)):
             k.compiled = compiled
-    return Engine(graph, report, memory, kernels, config, arch)
+    engine = Engine(graph, report, memory, kernels, config, arch)
+    if cache is not None:
+        from ..tuning import tune
+        engine.tuning = tune(engine, config, cache)
+    return engine
 
 
-def compile_all(specs: list[KernelSpec], arch: str) -> list[Compiled]:
+def compile_all(specs: list[KernelSpec], arch: str, tolerant: bool = False) -> list[Compiled | None]:
     """Compile every kernel; many kernels are compiled by a pool of worker processes (Numba's
-    compiler is single-threaded, and a network has dozens of kernels)."""
+    compiler is single-threaded, and a network has dozens of kernels). ``tolerant``: a kernel that
+    fails to compile gives None (a tuning candidate scored infinite) instead of raising."""
+    fn = _compile_or_none if tolerant else compile_cubin
     workers = min(len(specs) // 4, os.cpu_count() or 1, 16)
     if workers < 2:
-        return [compile_cubin(s, arch) for s in specs]
+        return [fn(s, arch) for s in specs]
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(compile_cubin, specs, [arch] * len(specs), chunksize=2))
+        return list(pool.map(fn, specs, [arch] * len(specs), chunksize=2))
+
+
+def _compile_or_none(spec: KernelSpec, arch: str) -> Compiled | None:
+    try:
+        return compile_cubin(spec, arch)
+    except Exception:
+        return None
+
+
+def check_cross_compile(arch: str, config: BuildConfig) -> None:
+    """NbtrtError unless ``arch`` looks like ``sm_90`` and this process can compile for it."""
+    if not isinstance(arch, str) or not re.fullmatch(r"sm_\d{2,3}", arch):
+        raise NbtrtError(f"arch must be 'sm_' and a compute capability, like 'sm_90'; got {arch!r}")
+    if simulated():
+        raise NbtrtError(f"cannot compile for {arch} in Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which "
+                         "has no CUDA compiler: cross-compile with NUMBA_ENABLE_CUDASIM=0 (no GPU needed) and "
+                         "the CUDA toolkit wheels (pip install 'nbtrt[cuda]')")
+    if getattr(config, "tuning", "none") != "none":
+        raise NbtrtError(f"tuning times kernels on the GPU; it cannot be combined with an explicit arch ({arch})")
+
+
+TOOLKIT_HINTS = ("nvrtc", "nvvm", "nvjitlink", "dynamiclibnotfound", "cudatoolkit", "cuda toolkit")
+
+
+def compile_kernels(specs: list[KernelSpec], arch: str) -> list[Compiled]:
+    """:func:`compile_all`, with a clear error when this machine has no CUDA compiler."""
+    try:
+        return compile_all(specs, arch)
+    except Exception as e:
+        text = f"{type(e).__name__}: {str(e).strip()}"
+        if not any(h in text.lower() for h in TOOLKIT_HINTS):
+            raise
+        raise NbtrtError(f"cannot compile CUDA kernels for {arch} on this machine ({text}). Without a local "
+                         "CUDA installation Numba needs the CUDA toolkit wheels (NVRTC, NVVM, nvJitLink): "
+                         "pip install 'nbtrt[cuda]' (that is numba-cuda[cu13])") from None
 
 
 def kernel_table(engine: Engine) -> list[dict]:

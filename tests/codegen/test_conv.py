@@ -21,7 +21,8 @@ CONV_DEFAULTS = dict(auto_pad="NOTSET", dilations=None, group=1, kernel_shape=No
 BIAS_RELU = (Step("Add", ("acc", "in2")), Step("Relu", ("s0",)))
 RESIDUAL = (Step("Add", ("acc", "in2")), Step("Add", ("s0", "in3")), Step("Relu", ("s1",)))
 SMALL_TILES = [dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=1), dict(bm=16, bn=32, bk=8, tm=2, tn=4, split_k=1),
-               dict(bm=32, bn=16, bk=16, tm=4, tn=2, split_k=1), dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=2)]
+               dict(bm=32, bn=16, bk=16, tm=4, tn=2, split_k=1), dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=2),
+               dict(bm=16, bn=64, bk=8, tm=4, tn=8, split_k=1)]  # fewer threads than columns
 
 
 def conv_group(x_shape, w_shape, attrs, epilogues=((),), extra=(), splits=None, base="Conv"):
@@ -193,3 +194,37 @@ def test_source_is_readable_and_float32_only():
                      [TensorArg.contiguous(f"in{k}", "float32", v.type.shape) for k, v in enumerate(dw.inputs)]
                      ).tactic["algorithm"] == "direct"
     assert conv_transpose.valid(node, conv_transpose.DEFAULT)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_engine_inception_block(monkeypatch, direct):
+    """A whole engine in the simulator: parallel 1×1 convs merged into one two-output kernel writing
+    into an in-place concat, a grouped strided conv with a fused residual, a Gemm classifier."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    import nbtrt
+    from nbtrt import reference
+    monkeypatch.setattr(conv, "prefers_direct", lambda g: direct)
+    rng = np.random.default_rng(0)
+    w = lambda name, *shape: numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w1", "b1"], ["a1"], kernel_shape=[1, 1]), n("Relu", ["a1"], ["r1"]),
+             n("Conv", ["x", "w2", "b2"], ["a2"], kernel_shape=[1, 1]), n("Relu", ["a2"], ["r2"]),
+             n("Conv", ["r2", "w3", "b3"], ["a3"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]), n("Relu", ["a3"], ["r3"]),
+             n("Concat", ["r1", "r3"], ["cat"], axis=1),
+             n("Conv", ["cat", "w5"], ["a5"], kernel_shape=[3, 3], strides=[2, 2], group=3),
+             n("Conv", ["cat", "w6", "b6"], ["a6"], kernel_shape=[3, 3], strides=[2, 2]),
+             n("Add", ["a5", "a6"], ["s"]), n("GlobalAveragePool", ["s"], ["g"]), n("Flatten", ["g"], ["f"]),
+             n("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
+    inits = [w("w1", 4, 6, 1, 1), w("b1", 4), w("w2", 3, 6, 1, 1), w("b2", 3), w("w3", 5, 3, 3, 3), w("b3", 5),
+             w("w5", 6, 3, 3, 3), w("w6", 6, 9, 3, 3), w("b6", 6), w("wf", 7, 6), w("bf", 7)]
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 7, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 7])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    engine = nbtrt.compile(model)
+    x = rng.standard_normal((1, 6, 7, 7)).astype(np.float32)
+    np.testing.assert_allclose(engine.run({"x": x})["y"], reference.run(model, {"x": x})["y"], rtol=1e-4, atol=1e-5)
+    from nbtrt.runtime.engine import kernel_table
+    convs = [r for r in kernel_table(engine) if r["kind"] == "conv"]
+    assert any("+" in r["name"] for r in convs)  # the merged pair
+    assert all((r["tactic"]["algorithm"] == "direct") == direct for r in convs)

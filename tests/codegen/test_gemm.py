@@ -17,7 +17,8 @@ from test_conv import bare_floats
 
 TILES = [dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=1), dict(bm=16, bn=32, bk=8, tm=2, tn=4, split_k=1),
          dict(bm=32, bn=16, bk=16, tm=4, tn=2, split_k=1), dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=2),
-         dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=4, unroll=True)]
+         dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=4, unroll=True),
+         dict(bm=16, bn=64, bk=8, tm=4, tn=8, split_k=2)]  # fewer threads than columns
 
 
 def gemm_group(base, a_shape, b_shape, attrs=None, program=(), extra=()):
