@@ -76,3 +76,38 @@ def driver_available():
         return drv.cuInit(0)[0] == drv.CUresult.CUDA_SUCCESS
     except Exception:
         return False
+
+
+class FakeGpuTensor:
+    def __init__(self, shape, typestr="<f4", strides=None, ptr=0x7000_0000):
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": typestr, "data": (ptr, False),
+                                         "version": 3, "strides": strides}
+
+
+def test_gpu_tensor_checks():
+    from nbtrt.runtime.context import _gpu_array
+    ok = lambda ptr: 0
+    assert _gpu_array("x", FakeGpuTensor((2, 3)), "float32", ("N", 3), {}, 0, ok) == 0x7000_0000
+    with pytest.raises(InputError, match="on GPU 1, the engine runs on GPU 0"):
+        _gpu_array("x", FakeGpuTensor((2, 3)), "float32", ("N", 3), {}, 0, lambda ptr: 1)
+    with pytest.raises(InputError, match="no device memory"):
+        _gpu_array("x", FakeGpuTensor((2, 3)), "float32", ("N", 3), {}, 0, lambda ptr: None)
+    with pytest.raises(InputError, match="non-contiguous"):
+        _gpu_array("x", FakeGpuTensor((2, 3), strides=(4, 8)), "float32", ("N", 3), {}, 0, ok)
+    with pytest.raises(InputError, match="dtype float16"):
+        _gpu_array("x", FakeGpuTensor((2, 3), "<f2"), "float32", ("N", 3), {}, 0, ok)
+    with pytest.raises(InputError, match=r"shape \[2, 4\]"):
+        _gpu_array("x", FakeGpuTensor((2, 4)), "float32", ("N", 3), {}, 0, ok)
+
+
+def test_dump_writes_every_kernel_source(tmp_path, monkeypatch):
+    from onnx import TensorProto, helper
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3])
+    m = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                                             helper.make_node("Softmax", ["r"], ["y"], name="soft")], "g",
+                                            [vi("x")], [vi("y")]), opset_imports=[helper.make_opsetid("", 17)])
+    monkeypatch.setenv("NBTRT_DUMP", str(tmp_path))
+    engine = nbtrt.compile(m)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == len(engine.kernels) == 2
+    assert "# nbtrt" in (tmp_path / files[0]).read_text()

@@ -37,7 +37,9 @@ class DeviceTensor:
                 "strides": None}
 
 
-def _gpu_array(name: str, x, want_dtype: str, want_shape, dims: dict, device: int):
+def _gpu_array(name: str, x, want_dtype: str, want_shape, dims: dict, device: int, device_of) -> int:
+    """The device pointer of GPU tensor ``x`` after checking it against input ``name``;
+    ``device_of(ptr)`` gives the GPU that owns a pointer (None: not device memory)."""
     cai = x.__cuda_array_interface__
     dtype, shape = np.dtype(cai["typestr"]), tuple(cai["shape"])
     if dtype.name != want_dtype:
@@ -45,10 +47,13 @@ def _gpu_array(name: str, x, want_dtype: str, want_shape, dims: dict, device: in
     check_shape(name, shape, want_shape, dims)
     if cai.get("strides") not in (None, tuple(np.cumprod((1,) + shape[:0:-1])[::-1] * dtype.itemsize)):
         raise InputError(f"input {name!r} is a non-contiguous GPU tensor; pass a contiguous one")
-    dev = getattr(getattr(x, "device", None), "index", None)
-    if dev is not None and dev != device:
+    ptr = cai["data"][0]
+    dev = device_of(ptr) if ptr else device
+    if dev is None:
+        raise InputError(f"input {name!r} exposes __cuda_array_interface__ but its pointer is no device memory")
+    if dev != device:
         raise InputError(f"input {name!r} is on GPU {dev}, the engine runs on GPU {device}")
-    return cai["data"][0]
+    return ptr
 
 
 class ExecutionContext:
@@ -152,7 +157,8 @@ class _GpuBackend:
         for v in graph.inputs:
             x = inputs[v.name]
             if hasattr(x, "__cuda_array_interface__"):
-                external[id(v)] = _gpu_array(v.name, x, v.type.dtype, v.type.shape, dims, self.device)
+                external[id(v)] = _gpu_array(v.name, x, v.type.dtype, v.type.shape, dims, self.device,
+                                             self.drv.pointer_device)
             else:
                 # from pageable host memory the copy is staged before the call returns
                 self.drv.copy_htod(self.ptr(v), host_array(v, x, dims), stream)

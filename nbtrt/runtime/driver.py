@@ -101,6 +101,13 @@ def copy_dtod(dst: int, src: int, nbytes: int, stream) -> None:
     check(_driver().cuMemcpyDtoDAsync(dst, src, nbytes, stream), "cuMemcpyDtoDAsync")
 
 
+def pointer_device(ptr: int) -> int | None:
+    """The ordinal of the GPU that owns device pointer ``ptr`` (None if it is no device memory)."""
+    drv = _driver()
+    status, value = drv.cuPointerGetAttribute(drv.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, ptr)
+    return int(value) if status == drv.CUresult.CUDA_SUCCESS else None
+
+
 def stream_create():
     return check(_driver().cuStreamCreate(_driver().CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate")
 

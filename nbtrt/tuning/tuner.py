@@ -172,8 +172,11 @@ def _choose(engine, node, b, device, cands):
         if comp is None:
             continue
         args, values = _packed(engine, node, b, spec)
-        _, fn = driver.load_function(comp.cubin, comp.entry)
-        driver.launch(fn, spec.grid, spec.block, args, b.stream)
+        try:  # a candidate the GPU refuses to load or launch (too many resources) scores infinite
+            _, fn = driver.load_function(comp.cubin, comp.entry)
+            driver.launch(fn, spec.grid, spec.block, args, b.stream)
+        except driver.CudaError:
+            continue
         if not _matches(node, want, cut, device):
             continue
         ms = driver.time_launches(fn, spec.grid, spec.block, args, b.stream, REPEATS)
