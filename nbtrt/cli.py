@@ -120,12 +120,17 @@ def cmd_run(args) -> int:
     t2 = time.perf_counter()
     print(f"{args.model}: {len(graph.nodes)} nodes, {len(graph.constants)} constants; "
           f"parsed in {t1 - t0:.2f} s, ran on the reference in {t2 - t1:.2f} s")
+    report_outputs(outputs, args.outputs)
+    return 0
+
+
+def report_outputs(outputs: dict, path: str | None) -> None:
+    """Summarise each output; write them all to ``path`` (.npz) when given."""
     for name, a in outputs.items():
         print(_summary(name, a))
-    if args.outputs:
-        np.savez(args.outputs, **outputs)
-        print(f"outputs written to {args.outputs}")
-    return 0
+    if path:
+        np.savez(path, **outputs)
+        print(f"outputs written to {path}")
 
 
 def cmd_compare(args) -> int:

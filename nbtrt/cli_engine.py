@@ -86,7 +86,7 @@ def cmd_build(args) -> int:
 
 def run_engine(args) -> int:
     """``nbtrt run ENGINE``: load the engine file and run it."""
-    from .cli import _load_inputs, _summary, make_inputs
+    from .cli import _load_inputs, make_inputs, report_outputs
     if args.dim:
         raise NbtrtError("an engine is built for fixed shapes: --dim applies to models")
     engine, load_s, _ = _engine_for(args.model, {}, {})
@@ -95,11 +95,7 @@ def run_engine(args) -> int:
     outputs = engine.run(feeds)
     print(f"{args.model}: engine of {len(engine.kernels)} kernels ({engine.arch or 'no cubins'}); loaded in "
           f"{load_s:.2f} s, ran on {_where()} in {time.perf_counter() - t0:.2f} s")
-    for name, a in outputs.items():
-        print(_summary(name, a))
-    if args.outputs:
-        np.savez(args.outputs, **outputs)
-        print(f"outputs written to {args.outputs}")
+    report_outputs(outputs, args.outputs)
     return 0
 
 

@@ -1,7 +1,6 @@
 """Bad input raises one NbtrtError subclass that names the file, node or input — never a raw traceback."""
 
 import numpy as np
-import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

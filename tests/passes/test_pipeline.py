@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conformance import DATA, light_cases
+from conformance import light_cases
 from conftest import COUNTS, SHARED
 from helpers import assert_same
 

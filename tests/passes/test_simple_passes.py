@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from helpers import assert_same, const, make_model, run_passes
 from nbtrt.config import BuildConfig
