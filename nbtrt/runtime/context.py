@@ -129,6 +129,10 @@ class _GpuBackend:
         self.launches = [(fn, k.spec.grid, k.spec.block, driver.PackedArgs(self._buffers(roots, {})))
                          for fn, k, roots in zip(_engine_functions(engine), engine.kernels, self.roots)]
 
+    def bound_ptr(self, root) -> int:
+        """Where ``root`` lives this run: a caller's GPU input tensor, or the arena/constants."""
+        return self.bound.get(id(root), self.ptr(root))
+
     def _buffers(self, roots, external: dict[int, int]) -> list[tuple[int, int, int]]:
         return [(external.get(id(r), self.ptr(r)), int(np.prod(r.type.shape)), np.dtype(r.type.dtype).itemsize)
                 for r in roots]
@@ -180,7 +184,7 @@ class _GpuBackend:
         for v in self.engine.graph.outputs:
             out[v.name] = np.empty(v.type.shape, v.type.dtype)
             layout = self.engine.memory.layout(v)
-            src = self.ptr(layout.root) + layout.offset * out[v.name].itemsize
+            src = self.bound_ptr(layout.root) + layout.offset * out[v.name].itemsize
             self.drv.copy_dtoh(out[v.name], src, stream=self.stream)
         self.drv.synchronize(self.stream)
         return out
@@ -189,7 +193,7 @@ class _GpuBackend:
         handle = getattr(stream, "cuda_stream", getattr(stream, "handle", stream))
         self._enqueue(inputs, handle, ctx)
         mem = self.engine.memory
-        return {v.name: DeviceTensor(self.ptr(mem.layout(v).root) + mem.layout(v).offset *
+        return {v.name: DeviceTensor(self.bound_ptr(mem.layout(v).root) + mem.layout(v).offset *
                                      np.dtype(v.type.dtype).itemsize, v.type.shape, v.type.dtype)
                 for v in self.engine.graph.outputs}
 
