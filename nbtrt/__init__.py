@@ -1,14 +1,15 @@
 """nbtrt: a TensorRT-style optimizer and runtime whose GPU kernels are generated Numba CUDA code.
 
-Public surface so far: :func:`parse` (a model to the IR), :func:`plan` (the optimized graph of fused
-groups and its build report), :class:`BuildConfig` and :mod:`nbtrt.reference` (the numpy interpreter).
-The error family is :class:`NbtrtError`.
+Public surface so far: :func:`parse` (a model to the IR), :class:`Network` (a layer-by-layer builder
+of the IR), :func:`plan` (the optimized graph of fused groups and its build report),
+:class:`BuildConfig` and :mod:`nbtrt.reference` (the numpy interpreter). The error family is :class:`NbtrtError`.
 """
 
 from .errors import (ArchMismatchError, AttributeValueError, EngineFileError, EngineVersionError, ExecutionError,
                      GraphError, InputError, ModelLoadError, NbtrtError, ShapeError, UnsupportedOpError)
 
 from .config import BuildConfig
+from .frontends.network import Network
 
 __version__ = "0.1.0"
 
@@ -45,7 +46,8 @@ def compile(model, precision: str = "fp32", config: BuildConfig | None = None, *
         raise NbtrtError(f"precision {precision!r} is not available yet (fp32 only)")
     config = config or BuildConfig(precision=precision, input_shapes=dict(input_shapes or {}),
                                    dims=dict(dims or {}), tuning=tuning, timing_cache=timing_cache)
-    graph = parse(model)
+    from .ir import Graph
+    graph = model if isinstance(model, Graph) else parse(model)  # a Graph (e.g. Network.graph()) is rewritten in place
     open_dims = {d for v in graph.inputs if v.name not in config.input_shapes  # those sized by input_shapes
                  for d in (v.type.shape or ()) if isinstance(d, str)}
     config = replace(config, dims={**{d: 1 for d in open_dims}, **config.dims})
@@ -64,6 +66,6 @@ def load(path_or_bytes, strict: bool = False):
     return load_engine(path_or_bytes, strict=strict)
 
 
-__all__ = ["parse", "plan", "compile", "BuildConfig", "NbtrtError", "ModelLoadError", "GraphError", "ShapeError", "AttributeValueError",
+__all__ = ["parse", "plan", "compile", "BuildConfig", "Network", "NbtrtError", "ModelLoadError", "GraphError", "ShapeError", "AttributeValueError",
            "UnsupportedOpError", "InputError", "ExecutionError", "EngineFileError", "EngineVersionError",
            "ArchMismatchError", "load", "__version__"]

@@ -34,8 +34,8 @@ def resolve_model(spec: str) -> str:
     """A path, or ``zoo:NAME`` for ``onnx/backend/test/data/light/NAME.onnx``."""
     if not spec.startswith("zoo:"):
         return spec
-    import onnx
-    folder = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    from importlib.util import find_spec
+    folder = os.path.join(os.path.dirname(find_spec("onnx").origin), "backend", "test", "data", "light")
     path = os.path.join(folder, spec[4:] + ".onnx")
     if not os.path.isfile(path):
         names = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".onnx"))
