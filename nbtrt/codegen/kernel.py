@@ -34,9 +34,6 @@ class TensorArg:
     def numel(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
-    def is_contiguous(self) -> bool:
-        return self.strides == contiguous_strides(self.shape)
-
 
 @dataclass
 class KernelSpec:

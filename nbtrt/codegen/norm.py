@@ -27,11 +27,6 @@ DEFAULT = {"threads": "auto", "rows": "auto"}
 ROW_OPS = ("InstanceNormalization", "LayerNormalization")
 
 
-def space(node: Node) -> list[dict]:
-    """The tactics worth timing for ``node``."""
-    return ROW_TACTICS if node.op in ROW_OPS else ELEMENT_TACTICS
-
-
 def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
     cd = compute_dtype(inputs[0].dtype)
     if not cd.startswith("float"):

@@ -38,11 +38,6 @@ DEFAULT = {"threads": "auto", "rows": "auto"}
 GLOBAL = ("GlobalAveragePool", "GlobalMaxPool")
 
 
-def space(node: Node) -> list[dict]:
-    """The tactics worth timing for ``node``."""
-    return ROW_TACTICS if _anchor(node)[0] in GLOBAL else WINDOW_TACTICS
-
-
 def _anchor(node: Node):
     """(base op, base attrs, epilogue programs, splits) of a group or a plain pool node."""
     if is_group(node):

@@ -22,7 +22,7 @@ from ..bindings import check_inputs, check_names, check_shape, host_array
 from ..codegen.build import jit
 from ..codegen.numba_env import simulated
 from ..errors import InputError
-from .memory import nbytes
+from .memory import nbytes, strided
 
 
 class DeviceTensor:
@@ -108,9 +108,7 @@ class _SimBackend:
         out = {}
         for v in graph.outputs:
             layout = mem.layout(v)
-            flat = self.buffer(layout.root)
-            out[v.name] = np.lib.stride_tricks.as_strided(
-                flat[layout.offset:], v.type.shape, [s * flat.itemsize for s in layout.strides]).copy()
+            out[v.name] = strided(self.buffer(layout.root), layout, v.type.shape)
         return out
 
 

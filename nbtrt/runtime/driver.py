@@ -97,10 +97,6 @@ def copy_dtoh(array: np.ndarray, src: int, stream) -> None:
     check(_driver().cuMemcpyDtoHAsync(array.ctypes.data, src, array.nbytes, stream), "cuMemcpyDtoHAsync")
 
 
-def copy_dtod(dst: int, src: int, nbytes: int, stream) -> None:
-    check(_driver().cuMemcpyDtoDAsync(dst, src, nbytes, stream), "cuMemcpyDtoDAsync")
-
-
 def pointer_device(ptr: int) -> int | None:
     """The ordinal of the GPU that owns device pointer ``ptr`` (None if it is no device memory)."""
     drv = _driver()

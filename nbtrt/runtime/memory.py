@@ -46,6 +46,12 @@ class MemoryPlan:
         return self.layouts[id(v)]
 
 
+def strided(flat: np.ndarray, layout: Layout, shape) -> np.ndarray:
+    """A copy of the tensor that ``layout`` places in ``flat`` (its root buffer as a 1-D array)."""
+    return np.lib.stride_tricks.as_strided(flat[layout.offset:], tuple(shape),
+                                           [s * flat.itemsize for s in layout.strides]).copy()
+
+
 def nbytes(v: Value) -> int:
     if not v.type.is_static:
         raise NbtrtError(f"tensor {v.name!r} has no static shape ({v.type}); build with fixed input shapes")

@@ -10,6 +10,7 @@ import numpy as np
 from .. import codegen
 from ..codegen import FAMILIES
 from ..reference import run_node
+from ..runtime.memory import strided
 from .cache import TimingCache, signature
 
 FAST_CANDIDATES = 6
@@ -39,9 +40,7 @@ class _Device:
         flat = np.empty(int(np.prod(root.type.shape)), root.type.dtype)
         self.b.drv.copy_dtoh(flat, self.b.ptr(root), self.b.stream)
         self.b.drv.synchronize(self.b.stream)
-        view = np.lib.stride_tricks.as_strided(flat[layout.offset:], v.type.shape,
-                                               [s * flat.itemsize for s in layout.strides])
-        return view.copy()
+        return strided(flat, layout, v.type.shape)
 
 
 def _first_item(node, arrays: list) -> tuple[list, bool]:
