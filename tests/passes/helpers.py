@@ -44,6 +44,13 @@ def assert_same(graph, original, inputs=None, rtol=1e-5):
     got = reference.run(graph, inputs)
     assert list(got) == list(want)
     for name in want:
-        scale = max(np.abs(want[name]).max(), 1e-30)
-        err = np.abs(got[name].astype(np.float64) - want[name]).max() / scale
-        assert err <= rtol, f"{name}: relative error {err:.3g}"
+        g, w = got[name].astype(np.float64), want[name].astype(np.float64)
+        # NaN and infinities must sit at the same places with the same values; the finite rest is
+        # compared relative to its largest magnitude
+        assert np.array_equal(np.isnan(g), np.isnan(w)), f"{name}: NaN at other places"
+        assert np.array_equal(g[np.isinf(w)], w[np.isinf(w)]), f"{name}: infinities differ"
+        finite = np.isfinite(w)
+        if finite.any():
+            scale = max(np.abs(w[finite]).max(), 1e-30)
+            err = np.abs(g[finite] - w[finite]).max() / scale
+            assert err <= rtol, f"{name}: relative error {err:.3g}"
