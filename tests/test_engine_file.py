@@ -330,3 +330,32 @@ def test_gpu_resnet50_engine_loads_fast(tmp_path):
     print(f"\nResNet-50 engine: {size:.0f} MB, built in {build_s:.1f} s; fresh process: " +
           ", ".join(f"{k} {v:.3f}" for k, v in times.items()))
     assert times["load_s"] <= 1.0  # issue #5: ResNet-50 reloads in at most 1 s
+
+
+CROSS = os.environ.get("NBTRT_CROSS_ENGINES")  # a folder of engines built without a GPU (issue #5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CROSS, reason="NBTRT_CROSS_ENGINES names no folder of cross-compiled engines")
+def test_gpu_runs_engines_cross_compiled_without_a_gpu(monkeypatch):
+    """Engines written on a CPU-only machine by `nbtrt build MODEL --arch sm_90 --tuning none -o NAME.nbtrt`
+    load here without any compiler and agree with the reference (NAME: digits_cnn or a zoo light model)."""
+    import onnx
+
+    from nbtrt import reference
+    from nbtrt.runtime import driver
+    names = sorted(f[:-len(".nbtrt")] for f in os.listdir(CROSS) if f.endswith(".nbtrt"))
+    assert names, f"no .nbtrt files in {CROSS}"
+    light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    no_compiler(monkeypatch, jit_too=True)
+    for name in names:
+        engine = nbtrt.load(os.path.join(CROSS, name + ".nbtrt"), strict=True)
+        assert engine.arch == driver.arch()
+        model = DIGITS if name == "digits_cnn" else os.path.join(light, name + ".onnx")
+        rng = np.random.default_rng(0)
+        x = {v.name: rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in engine.graph.inputs}
+        got, want = engine.run(x), reference.run(model, x)
+        for k in want:
+            err = np.abs(got[k] - want[k]).max() / np.abs(want[k]).max()
+            print(f"\ncross-compiled {name}: output {k} rel. error {err:.2e}")
+            assert err <= 1e-4, (name, k)

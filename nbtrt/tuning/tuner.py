@@ -13,7 +13,7 @@ from ..reference import run_node
 from ..runtime.memory import strided
 from .cache import TimingCache, signature
 
-FAST_CANDIDATES = 6
+FAST_CANDIDATES = 4
 REPEATS = 10
 
 
