@@ -1,13 +1,15 @@
 """Conv (and one Gemm) kernel tactics on a real GPU: compile, check against numpy, time.
 
 For a few ResNet-50 layer shapes at batch 1 and 64 (each conv with a bias + Relu epilogue), every
-tactic worth trying is compiled through ``nbtrt.codegen.build.jit``, its output compared with the
+tactic worth trying (``--precision fp16|tf32``: the tensor-core tactics beside the CUDA-core pick,
+float16 tensors for fp16) is compiled through ``nbtrt.codegen.build.jit``, its output compared with the
 numpy reference (float64 accumulation), and timed with CUDA events: the launches are captured in a
 CUDA graph (10 launches per graph, so Numba's ~70 µs dispatch does not count) and the median of 20
 graph replays after warm-up is reported, with GFLOP/s, registers and local memory per thread.
 
     python benchmarks/kernels_conv.py                 # everything (< 5 minutes on the H100)
     python benchmarks/kernels_conv.py --batch 1 --only res5
+    python benchmarks/kernels_conv.py --precision fp16 --batch 64
     python benchmarks/kernels_conv.py --sim           # logic check in the CUDA simulator (tiny shapes)
 
 No torch. ``--budget`` (seconds, default 270) stops trying new tactics when spent.
@@ -42,19 +44,21 @@ SMALL = [dict(bm=32, bn=32, bk=16, tm=4, tn=4), dict(bm=64, bn=32, bk=8, tm=4, t
 BASE = dict(split_k=1, unroll=True)
 
 
-def conv_node(batch, c, m, h, k, s, p):
+def conv_node(batch, c, m, h, k, s, p, precision="fp32"):
     from nbtrt.groups import Step, group_attrs, group_op
     from nbtrt.ir import Graph, TensorType
     g = Graph()
     o = (h + 2 * p - k) // s + 1
-    ins = [g.add_input("x", TensorType("float32", (batch, c, h, h))),
-           g.add_input("w", TensorType("float32", (m, c, k, k))),
+    dt = "float16" if precision == "fp16" else "float32"
+    ins = [g.add_input("x", TensorType(dt, (batch, c, h, h))),
+           g.add_input("w", TensorType(dt, (m, c, k, k))),
            g.add_input("b", TensorType("float32", (m, 1, 1)))]
     attrs = dict(auto_pad="NOTSET", dilations=None, group=1, kernel_shape=(k, k), pads=(p,) * 4, strides=(s, s))
     program = (Step("Add", ("acc", "in2")), Step("Relu", ("s0",)))
     node = g.add_node(group_op("Conv"), ins, attrs=group_attrs("Conv", attrs, 2, (m,), (program,), ("conv", "relu")),
                       name="conv")
-    node.outputs[0].type = TensorType("float32", (batch, m, o, o))
+    node.outputs[0].type = TensorType(dt, (batch, m, o, o))
+    node.attrs["math"] = precision
     return node
 
 
@@ -75,13 +79,17 @@ def tactics(node, family, batch, is_1x1):
     """The tactics worth timing for this layer (the un-tuned pick first)."""
     from nbtrt.codegen import conv, gemm
     from nbtrt.codegen.kernel import TensorArg
-    ins = [TensorArg.contiguous(f"in{k}", "float32", v.type.shape) for k, v in enumerate(node.inputs)]
-    outs = [TensorArg.contiguous("out0", "float32", node.outputs[0].type.shape)]
-    if family is gemm:
+    ins = [TensorArg.contiguous(f"in{k}", v.type.dtype, v.type.shape) for k, v in enumerate(node.inputs)]
+    outs = [TensorArg.contiguous("out0", node.outputs[0].type.dtype, node.outputs[0].type.shape)]
+    if family is conv and node.attrs.get("math") in ("fp16", "tf32"):
+        first = conv.pick(conv.geometry(node, ins), node)
+        simt = dict(algorithm="gemm_1x1" if is_1x1 else "implicit_gemm", **dict(BASE, **(BIG if batch > 1 else SMALL)[0]))
+        cands = [t for t in conv.TACTICS if t.get("algorithm") == "mma"] + [simt]
+    elif family is gemm:
         first = gemm.pick(gemm.Problem(node, outs, ins))
         cands = [dict(BASE, **t) for t in (BIG if batch > 1 else SMALL)]
     else:
-        first = conv.pick(conv.geometry(node, ins))
+        first = conv.pick(conv.geometry(node, ins), node)
         algo = "gemm_1x1" if is_1x1 else "implicit_gemm"
         cands = [dict(algorithm=algo, **dict(BASE, **t)) for t in (BIG if batch > 1 else SMALL)]
         if is_1x1:
@@ -148,6 +156,8 @@ class Timer:
 def short(t: dict) -> str:
     if t.get("algorithm") == "direct":
         return f"direct/{t['threads']}"
+    if t.get("algorithm") == "mma":
+        return f"mma {t['math']} {t['bm']}x{t['bn']}x{t['bk']} warps {t['wm']}x{t['wn']}"
     name = {"implicit_gemm": "igemm", "gemm_1x1": "1x1"}.get(t.get("algorithm"), "gemm")
     extra = (f" sk{t['split_k']}" if t.get("split_k", 1) > 1 else "") + (" unroll" if t.get("unroll") else "")
     return f"{name} {t['bm']}x{t['bn']}x{t['bk']} {t['tm']}x{t['tn']}{extra}"
@@ -158,13 +168,15 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
     from nbtrt.codegen.numba_env import cuda
     from nbtrt.reference import KERNELS
     rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal(v.type.shape).astype(np.float32) for v in node.inputs]
-    arrays[1] /= np.sqrt(np.prod(arrays[1].shape[1:]))
+    arrays = [rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in node.inputs]
+    arrays[1] /= np.sqrt(np.prod(arrays[1].shape[1:])).astype(arrays[1].dtype)
+    out_dtype = node.outputs[0].type.dtype
+    tolerance = 5e-3 if node.attrs.get("math") in ("fp16", "tf32") else 1e-4
     t0 = time.time()
-    want = KERNELS[node.op](node, *arrays)[0]
+    want = KERNELS[node.op](node, *[a.astype(np.float32) for a in arrays])[0]
     ref_s = time.time() - t0
     dev = {f"in{k}": cuda.to_device(a.reshape(-1)) for k, a in enumerate(arrays)}
-    dev["out0"] = cuda.device_array(want.size, np.float32)
+    dev["out0"] = cuda.device_array(want.size, out_dtype)
     cands, outs, ins = tactics(node, family, batch, is_1x1)
     print(f"\n{name} batch {batch}: {flops / 1e9:.2f} GFLOP, output {list(want.shape)} (reference {ref_s:.1f} s)")
     rows = []
@@ -180,12 +192,12 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
                 t1 = time.time()
                 kernel = jit(spec) if bounds is None else cuda.jit(load(spec), launch_bounds=(spec.block[0], bounds))
                 params = [dev[p] for p in spec.params]
-                dev["out0"].copy_to_device(np.full(want.size, np.nan, np.float32))  # unwritten shows
+                dev["out0"].copy_to_device(np.full(want.size, np.nan, out_dtype))  # unwritten shows
                 launch = lambda: kernel[spec.grid, spec.block, timer.stream](*params)
                 launch()
                 timer.stream.synchronize()
                 compile_s = time.time() - t1
-                got = dev["out0"].copy_to_host().reshape(want.shape)
+                got = dev["out0"].copy_to_host().reshape(want.shape).astype(np.float32)
                 err = float(np.max(np.abs(got - want)) / max(1e-30, float(np.max(np.abs(want)))))
                 ms, how = (0.0, "sim") if args.sim else timer(launch)
                 regs = local = "?"
@@ -193,7 +205,7 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
                     overload = next(iter(kernel.overloads.values()))
                     regs, local = overload.regs_per_thread, overload.local_mem_per_thread
                 tag = label + (f" lb({spec.block[0]},{bounds})" if bounds else "")
-                ok = "ok" if err < 1e-4 else "WRONG"
+                ok = "ok" if err < tolerance else "WRONG"
                 gf = flops / (ms * 1e6) if ms else 0.0
                 rows.append((ms, tag))
                 print(f"  {tag:42s} grid {str(spec.grid):18s} thr {spec.block[0]:4d} regs {regs:>3} lmem {local:>3} "
@@ -211,6 +223,7 @@ def main():
     ap.add_argument("--only", default="", help="run the layers whose name contains this")
     ap.add_argument("--budget", type=float, default=270.0)
     ap.add_argument("--sim", action="store_true", help="tiny shapes in the CUDA simulator (logic check)")
+    ap.add_argument("--precision", choices=["fp32", "fp16", "tf32"], default="fp32")
     args = ap.parse_args()
     if args.sim:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
@@ -232,10 +245,10 @@ def main():
     for batch in batches:
         for name, c, m, h, k, s, p in shapes:
             if args.only in name:
-                node = conv_node(batch, c, m, h, k, s, p)
-                args_of = [TensorArg.contiguous(f"in{i}", "float32", v.type.shape) for i, v in enumerate(node.inputs)]
+                node = conv_node(batch, c, m, h, k, s, p, args.precision)
+                args_of = [TensorArg.contiguous(f"in{i}", v.type.dtype, v.type.shape) for i, v in enumerate(node.inputs)]
                 layers.append((name, node, conv, geometry(node, args_of).flops, batch, k == 1 and s == 1 and p == 0))
-        if not args.sim and args.only in "fc_gemm":
+        if not args.sim and args.only in "fc_gemm" and args.precision == "fp32":
             layers.append(("fc_gemm 2048->1000", fc_node(batch), gemm, 2 * batch * 2048 * 1000, batch, False))
     for i, layer in enumerate(layers):  # an equal share of what is left of the budget per layer
         run_layer(*layer, timer, time.time() + (deadline - time.time()) / (len(layers) - i), args)

@@ -2,7 +2,8 @@
 
 Public surface so far: :func:`parse` (a model to the IR), :class:`Network` (a layer-by-layer builder
 of the IR), :func:`plan` (the optimized graph of fused groups and its build report),
-:class:`BuildConfig` and :mod:`nbtrt.reference` (the numpy interpreter). The error family is :class:`NbtrtError`.
+:class:`BuildConfig`, :class:`Plugin` and :func:`register_plugin` (custom layers, see :mod:`nbtrt.plugins`)
+and :mod:`nbtrt.reference` (the numpy interpreter). The error family is :class:`NbtrtError`.
 """
 
 from .errors import (ArchMismatchError, AttributeValueError, EngineFileError, EngineVersionError, ExecutionError,
@@ -10,14 +11,18 @@ from .errors import (ArchMismatchError, AttributeValueError, EngineFileError, En
 
 from .config import BuildConfig
 from .frontends.network import Network
+from .errors import PluginError, PluginNotFoundError
+from .plugins import Plugin, register_plugin
 
 __version__ = "0.1.0"
 
 
-def parse(model):
-    """Parse a model (ONNX path, bytes or ModelProto) into a type-checked :class:`nbtrt.ir.Graph`."""
-    from .frontends.onnx import parse as parse_onnx
-    return parse_onnx(model)
+def parse(model, weights=None):
+    """Parse a model into a type-checked :class:`nbtrt.ir.Graph`: ONNX (a path, bytes or ModelProto),
+    a Darknet ``.cfg`` or a Caffe ``.prototxt``. Their weights are ``weights`` or the file of the same
+    stem beside them (``.weights``, ``.caffemodel``)."""
+    from .frontends.routing import parse_path
+    return parse_path(model, weights)
 
 
 def plan(model, config: BuildConfig | None = None):
@@ -29,23 +34,25 @@ def plan(model, config: BuildConfig | None = None):
 
 
 def compile(model, precision: str = "fp32", config: BuildConfig | None = None, *, input_shapes=None,
-            dims=None, tuning: str = "none", timing_cache: str | None = None, arch: str | None = None):
+            dims=None, tuning: str = "none", timing_cache: str | None = None, arch: str | None = None,
+            layer_precision: dict | None = None):
     """Build an :class:`~nbtrt.runtime.engine.Engine` for ``model``.
 
     Engines are built for fixed shapes: ``input_shapes`` ({input: shape}) or ``dims`` ({"N": 8}) fix
     them; symbolic dims left open are built as 1. On a GPU every kernel is compiled for its arch; with
     ``NUMBA_ENABLE_CUDASIM=1`` the engine runs in Numba's CUDA simulator. ``arch`` (e.g. ``"sm_90"``)
     compiles for that arch instead, also without a GPU (needs ``pip install 'nbtrt[cuda]'``); save the
-    engine with ``engine.save(path)`` and run it elsewhere with :func:`load`.
+    engine with ``engine.save(path)`` and run it elsewhere with :func:`load`. ``precision`` is "fp32",
+    "tf32" or "fp16" (float16 activations and weights, float32 accumulation; inputs and outputs keep
+    their dtypes); ``layer_precision`` ({"onnx_node_name": "fp32"}) overrides it per node.
     """
     from dataclasses import replace
 
     from .passes import optimize
     from .runtime.engine import build
-    if precision != "fp32":
-        raise NbtrtError(f"precision {precision!r} is not available yet (fp32 only)")
     config = config or BuildConfig(precision=precision, input_shapes=dict(input_shapes or {}),
-                                   dims=dict(dims or {}), tuning=tuning, timing_cache=timing_cache)
+                                   dims=dict(dims or {}), tuning=tuning, timing_cache=timing_cache,
+                                   layer_precision=dict(layer_precision or {}))
     from .ir import Graph
     graph = model if isinstance(model, Graph) else parse(model)  # a Graph (e.g. Network.graph()) is rewritten in place
     open_dims = {d for v in graph.inputs if v.name not in config.input_shapes  # those sized by input_shapes
@@ -68,4 +75,5 @@ def load(path_or_bytes, strict: bool = False):
 
 __all__ = ["parse", "plan", "compile", "BuildConfig", "Network", "NbtrtError", "ModelLoadError", "GraphError", "ShapeError", "AttributeValueError",
            "UnsupportedOpError", "InputError", "ExecutionError", "EngineFileError", "EngineVersionError",
-           "ArchMismatchError", "load", "__version__"]
+           "ArchMismatchError", "load", "__version__", "Plugin", "register_plugin", "PluginError",
+           "PluginNotFoundError"]

@@ -1,21 +1,27 @@
 """The ``nbtrt`` command line.
 
-    nbtrt run MODEL_OR_ENGINE [--inputs in.npz] [--outputs out.npz] [--dim N=8]
+    nbtrt run MODEL_OR_ENGINE [--inputs in.npz] [--outputs out.npz] [--dim N=8] [--precision fp16]
         Run an engine file (see ``nbtrt build``) on the GPU or in the simulator, or parse a MODEL and
-        run it on the numpy reference interpreter; summarise the outputs. Inputs not given are filled
+        run it on the numpy reference interpreter (with ``--precision``: build an engine of that
+        precision and run that); summarise the outputs. Inputs not given are filled
         with seeded random data; a model's symbolic dims default to 1.
     nbtrt compare MODEL [--inputs in.npz] [--dim N=8] [--rtol 1e-4] [--atol 1e-5]
         Run MODEL on the reference and on onnxruntime (when installed) and report the differences.
     nbtrt graph MODEL
         Print the type-checked IR.
-    nbtrt plan MODEL [--json] [--dim N=1] [--graph]
-        Optimize MODEL and print the build report: every fusion decision and the kernels that remain.
+    nbtrt plan MODEL [--json] [--dim N=1] [--graph] [--precision fp16] [--layer-precision NODE=fp32]
+        Optimize MODEL and print the build report: every fusion decision and the kernels that remain,
+        with their precision.
     nbtrt build | bench | inspect ...
         Engine files: build one, time one (or a model) on the GPU, show what one holds; see
         ``cli_engine.py``.
 
-MODEL is a path to an .onnx file, or ``zoo:NAME`` for a network shipped in the onnx wheel's
-``backend/test/data/light`` folder (e.g. ``zoo:light_inception_v1``, GoogLeNet).
+``nbtrt --plugins MODULE ...`` imports a module or ``.py`` file that registers plugins (for models with
+custom ops and engines that hold plugins) before the command runs.
+
+MODEL is a path to an .onnx file (a Darknet .cfg or Caffe .prototxt with its .weights/.caffemodel
+beside it also works, except for ``compare``), or ``zoo:NAME`` for a network shipped in the onnx
+wheel's ``backend/test/data/light`` folder (e.g. ``zoo:light_inception_v1``, GoogLeNet).
 """
 
 from __future__ import annotations
@@ -89,7 +95,7 @@ def _summary(name: str, a: np.ndarray) -> str:
 
 
 def cmd_graph(args) -> int:
-    from .frontends.onnx import parse
+    from . import parse
     print(parse(resolve_model(args.model)))
     return 0
 
@@ -97,8 +103,10 @@ def cmd_graph(args) -> int:
 def cmd_plan(args) -> int:
     """optimize a model and print the build report"""
     from . import plan
+    from .cli_engine import precision_options
     from .config import BuildConfig
-    graph, report = plan(resolve_model(args.model), BuildConfig(dims=_parse_dims(args.dim)))
+    config = BuildConfig(dims=_parse_dims(args.dim), **precision_options(args))
+    graph, report = plan(resolve_model(args.model), config)
     if args.graph:
         print(graph)
     print(report.to_json() if args.json else report.summary())
@@ -108,10 +116,9 @@ def cmd_plan(args) -> int:
 def cmd_run(args) -> int:
     """run an engine file, or a model on the reference interpreter"""
     from .cli_engine import is_engine_file, run_engine
-    if is_engine_file(args.model):
+    if is_engine_file(args.model) or args.precision or args.layer_precision:
         return run_engine(args)
-    from . import reference
-    from .frontends.onnx import parse
+    from . import parse, reference
     t0 = time.perf_counter()
     graph = parse(resolve_model(args.model))
     t1 = time.perf_counter()
@@ -164,6 +171,9 @@ def _add_dims(p) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nbtrt", description="nbtrt: generated-CUDA inference optimizer")
+    from .cli_engine import add_commands, add_precision
+    parser.add_argument("--plugins", action="append", default=[], metavar="MODULE",
+                        help="import a module (or .py file) that registers plugins first (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("graph", help="print the type-checked IR of a model")
     p.add_argument("model")
@@ -173,6 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="the whole report as JSON")
     p.add_argument("--graph", action="store_true", help="also print the optimized IR")
     p.add_argument("--dim", action="append", help="size of a symbolic dim, NAME=SIZE (repeatable)")
+    add_precision(p)
     p.set_defaults(func=cmd_plan)
     for name, func in (("run", cmd_run), ("compare", cmd_compare)):
         p = sub.add_parser(name, help=func.__doc__)
@@ -181,12 +192,14 @@ def main(argv=None) -> int:
         p.add_argument("--dim", action="append", help="size of a symbolic dim, NAME=SIZE (repeatable)")
         p.set_defaults(func=func)
     sub.choices["run"].add_argument("--outputs", help="write the outputs to this .npz file")
+    add_precision(sub.choices["run"])
     sub.choices["compare"].add_argument("--rtol", type=float, default=1e-4)
     sub.choices["compare"].add_argument("--atol", type=float, default=1e-5)
-    from .cli_engine import add_commands
     add_commands(sub, _add_dims)
     args = parser.parse_args(argv)
     try:
+        from .plugins import load_plugins
+        load_plugins(args.plugins)
         return args.func(args)
     except NbtrtError as e:
         print(f"nbtrt: error: {e}", file=sys.stderr)

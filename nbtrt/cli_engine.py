@@ -1,16 +1,20 @@
 """The engine commands of the ``nbtrt`` command line (``cli.py`` registers them).
 
     nbtrt build MODEL -o FILE [--dim N=8] [--input-shape x=1x3x224x224] [--arch sm_90] [--tuning fast]
+               [--precision fp16] [--layer-precision NODE=fp32]
         Build an engine for fixed shapes and write the engine file. ``--arch`` cross-compiles for that
         GPU arch (no GPU needed; needs ``pip install 'nbtrt[cuda]'`` and NUMBA_ENABLE_CUDASIM unset).
+        ``--precision`` fp32 (default), tf32 or fp16; ``--layer-precision`` overrides it per ONNX node.
     nbtrt run ENGINE [--inputs in.npz] [--outputs out.npz]
         Load an engine file and run it (on the GPU, or in the simulator with NUMBA_ENABLE_CUDASIM=1).
+        ``nbtrt run MODEL --precision P`` builds an engine of that precision and runs it.
     nbtrt bench MODEL_OR_ENGINE [--dim N=8] [--input-shape ...] [--runs 200] [--warmup 20] [--profile]
         Latency (median, p90, p99 in ms) and throughput on the GPU; ``--profile`` adds the time of every
         kernel alone. Needs a CUDA GPU.
     nbtrt inspect ENGINE [--source KERNEL] [--json]
         What an engine file holds: versions, arch, config, inputs and outputs, memory plan, kernels
-        (kind, tactic, grid, block, code sizes); ``--source`` prints one kernel's generated source.
+        (kind, precision, tactic, grid, block, code sizes); ``--source`` prints one kernel's generated
+        source.
 """
 
 from __future__ import annotations
@@ -55,6 +59,32 @@ def _where() -> str:
     return "the CUDA simulator" if simulated() else "the GPU"
 
 
+def add_precision(p) -> None:
+    """The --precision and --layer-precision options of a command that builds engines."""
+    from .config import PRECISIONS
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="fp32 (default, strict), tf32 (conv/gemm on TF32 tensor cores) or fp16 (float16 "
+                        "activations and weights, float32 accumulation)")
+    p.add_argument("--layer-precision", action="append", metavar="NODE=PRECISION",
+                   help="the precision of one ONNX node, e.g. /fc/Gemm=fp32 (repeatable)")
+
+
+def precision_options(args) -> dict:
+    """The ``compile``/``BuildConfig`` keywords that --precision and --layer-precision give."""
+    from .config import PRECISIONS
+    options, layers = {}, {}
+    if getattr(args, "precision", None):
+        options["precision"] = args.precision
+    for item in getattr(args, "layer_precision", None) or []:
+        name, _, precision = item.rpartition("=")
+        if not name or precision not in PRECISIONS:
+            raise NbtrtError(f"--layer-precision expects NODE=PRECISION ({', '.join(PRECISIONS)}), got {item!r}")
+        layers[name] = precision
+    if layers:
+        options["layer_precision"] = layers
+    return options
+
+
 def _engine_for(spec: str, dims: dict, shapes: dict, **build):
     """(engine, seconds, what happened) for an engine file or a model to build."""
     from . import compile as build_engine, load
@@ -63,6 +93,9 @@ def _engine_for(spec: str, dims: dict, shapes: dict, **build):
     if is_engine_file(spec):
         if dims or shapes:
             raise NbtrtError("an engine is built for fixed shapes: --dim and --input-shape apply to models")
+        if build.get("precision") or build.get("layer_precision"):
+            raise NbtrtError("an engine's precision is fixed when it is built: --precision and --layer-precision "
+                             "apply to models")
         return load(spec), time.perf_counter() - t0, "loaded"
     engine = build_engine(resolve_model(spec), dims=dims, input_shapes=shapes, **build)
     return engine, time.perf_counter() - t0, "built"
@@ -74,7 +107,8 @@ def cmd_build(args) -> int:
     if is_engine_file(args.model):
         raise NbtrtError(f"{args.model} is already an engine file; build takes a model")
     engine, seconds, _ = _engine_for(args.model, _parse_dims(args.dim), parse_input_shapes(args.input_shape),
-                                     arch=args.arch, tuning=args.tuning, timing_cache=args.timing_cache)
+                                     arch=args.arch, tuning=args.tuning, timing_cache=args.timing_cache,
+                                     **precision_options(args))
     engine.save(args.output)
     code = f"cubins for {engine.arch}" if engine.arch else "kernel sources only (simulator build)"
     print(f"{args.model} -> {args.output} ({_mb(os.path.getsize(args.output))}): {len(engine.kernels)} kernels, "
@@ -85,16 +119,18 @@ def cmd_build(args) -> int:
 
 
 def run_engine(args) -> int:
-    """``nbtrt run ENGINE``: load the engine file and run it."""
-    from .cli import _load_inputs, make_inputs, report_outputs
-    if args.dim:
+    """``nbtrt run ENGINE``: load the engine file and run it (``nbtrt run MODEL --precision P``: build
+    one of that precision first)."""
+    from .cli import _load_inputs, _parse_dims, make_inputs, report_outputs
+    if args.dim and is_engine_file(args.model):
         raise NbtrtError("an engine is built for fixed shapes: --dim applies to models")
-    engine, load_s, _ = _engine_for(args.model, {}, {})
+    engine, load_s, how = _engine_for(args.model, _parse_dims(args.dim), {}, **precision_options(args))
     feeds = make_inputs(engine.graph, _load_inputs(args.inputs), {})
     t0 = time.perf_counter()
     outputs = engine.run(feeds)
-    print(f"{args.model}: engine of {len(engine.kernels)} kernels ({engine.arch or 'no cubins'}); loaded in "
-          f"{load_s:.2f} s, ran on {_where()} in {time.perf_counter() - t0:.2f} s")
+    print(f"{args.model}: engine of {len(engine.kernels)} kernels ({engine.arch or 'no cubins'}, "
+          f"{engine.config.precision}); {how} in {load_s:.2f} s, ran on {_where()} in "
+          f"{time.perf_counter() - t0:.2f} s")
     report_outputs(outputs, args.outputs)
     return 0
 
@@ -132,7 +168,8 @@ def cmd_bench(args) -> int:
     if args.runs < 1 or args.warmup < 0:
         raise NbtrtError("--runs must be at least 1 and --warmup at least 0")
     _require_gpu()
-    engine, seconds, how = _engine_for(args.model, _parse_dims(args.dim), parse_input_shapes(args.input_shape))
+    engine, seconds, how = _engine_for(args.model, _parse_dims(args.dim), parse_input_shapes(args.input_shape),
+                                       **precision_options(args))
     ctx = engine.create_context()
     feeds = make_inputs(engine.graph, {}, {})
     buffers = {k: driver.upload(x) for k, x in feeds.items()}
@@ -201,11 +238,17 @@ def cmd_inspect(args) -> int:
     print(f"  plan: {r['nodes_before']} ONNX nodes -> {r['kernel_count']} kernels ({len(r['views'])} views)")
     if h.get("tuning"):
         print("  tuning: " + ", ".join(f"{k} {v}" for k, v in h["tuning"].items()))
-    print(f"  {'#':>3} {'kernel':36} {'kind':8} {'grid':14} {'block':14} {'cubin':>8}  tactic")
+    precision = {k["name"]: k for k in r["kernels"]}
+    print(f"  {'#':>3} {'kernel':36} {'kind':8} {'prec':5} {'grid':14} {'block':14} {'cubin':>8}  tactic")
     for i, k in enumerate(h["kernels"]):
         tactic = ", ".join(f"{a}={b}" for a, b in sorted(k["tactic"].items())) or "default"
-        print(f"  {i:>3} {k['name'][:36]:36} {k['kind']:8} {str(tuple(k['grid'])):14} "
-              f"{str(tuple(k['block'])):14} {_mb(k['cubin_bytes']) if k['cubin_bytes'] else '-':>8}  {tactic}")
+        print(f"  {i:>3} {k['name'][:36]:36} {k['kind']:8} {precision.get(k['name'], {}).get('precision') or '-':5} "
+              f"{str(tuple(k['grid'])):14} {str(tuple(k['block'])):14} "
+              f"{_mb(k['cubin_bytes']) if k['cubin_bytes'] else '-':>8}  {tactic}")
+    reasons = [f"{k['name']}: {k['precision']} ({k['precision_reason']})" for k in r["kernels"]
+               if k.get("precision_reason")]
+    if reasons:
+        print("  precision reasons: " + "; ".join(reasons))
     return 0
 
 
@@ -229,6 +272,7 @@ def add_commands(sub, add_dim) -> None:
     p.add_argument("--tuning", default="none", choices=("none", "fast", "full"),
                    help="time candidate tactics on the GPU (default: none, heuristic choices)")
     p.add_argument("--timing-cache", help="JSON file of earlier tuning measurements (read and updated)")
+    add_precision(p)
     p.set_defaults(func=cmd_build)
     p = sub.add_parser("bench", help=cmd_bench.__doc__)
     p.add_argument("model", help="an engine file, or a model to build first")
@@ -236,6 +280,7 @@ def add_commands(sub, add_dim) -> None:
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--profile", action="store_true", help="also time every kernel alone")
+    add_precision(p)
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("inspect", help=cmd_inspect.__doc__)
     p.add_argument("engine")

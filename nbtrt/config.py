@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+PRECISIONS = ("fp32", "tf32", "fp16")  # most precise first
+
 
 @dataclass(frozen=True)
 class BuildConfig:
@@ -15,6 +17,9 @@ class BuildConfig:
     ``tuning``: "none" picks each kernel's tactic by heuristic; "fast" times a few candidates per
     kernel on the GPU, "full" every valid one; ``tuning_budget_s`` caps the tuning time and
     ``timing_cache`` names a JSON file of earlier measurements (reused across builds and models).
+    ``precision``: "fp32" (strict), "tf32" (conv/gemm may use TF32 tensor cores) or "fp16" (float16
+    activations and weights, float32 accumulation); ``layer_precision`` overrides it per ONNX node name,
+    e.g. ``{"/fc/Gemm": "fp32"}`` (see ``passes/precision.py``).
     """
 
     precision: str = "fp32"
@@ -24,12 +29,23 @@ class BuildConfig:
     tuning: str = "none"
     tuning_budget_s: float | None = None
     timing_cache: str | None = None
+    layer_precision: dict = field(default_factory=dict)
 
     def __post_init__(self):
         from .errors import NbtrtError
         if self.tuning not in ("none", "fast", "full"):
             raise NbtrtError(f"tuning must be 'none', 'fast' or 'full', got {self.tuning!r}")
+        if self.precision not in PRECISIONS:
+            raise NbtrtError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
+        if not isinstance(self.layer_precision, dict):
+            raise NbtrtError(f"layer_precision must be a dict of ONNX node name -> precision, "
+                             f"got {type(self.layer_precision).__name__}")
+        for name, p in self.layer_precision.items():
+            if not isinstance(name, str) or p not in PRECISIONS:
+                raise NbtrtError(f"layer_precision[{name!r}] = {p!r}: keys are ONNX node names, values one of "
+                                 f"{', '.join(map(repr, PRECISIONS))}")
 
     def __hash__(self) -> int:
         return hash((self.precision, tuple(sorted(self.input_shapes.items())), tuple(sorted(self.dims.items())),
-                     self.disabled_passes, self.tuning, self.tuning_budget_s, self.timing_cache))
+                     self.disabled_passes, self.tuning, self.tuning_budget_s, self.timing_cache,
+                     tuple(sorted(self.layer_precision.items()))))

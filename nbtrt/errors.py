@@ -57,3 +57,39 @@ class EngineVersionError(EngineFileError):
 
 class ArchMismatchError(EngineFileError):
     """The engine's kernels were compiled for another GPU arch (raised by ``load(..., strict=True)``)."""
+
+
+class CalibrationError(NbtrtError):
+    """INT8 calibration could not run: no or empty calibration data, an unknown calibrator."""
+
+
+class CalibrationDataError(CalibrationError, InputError):
+    """A calibration batch does not match the model's inputs (name, shape or dtype)."""
+
+
+class CalibrationCacheError(CalibrationError):
+    """A calibration cache file is unreadable: not a cache, damaged, or written in an unknown format."""
+
+
+class CalibrationCacheMismatch(CalibrationCacheError):
+    """A calibration cache was made for another model (or calibrator); ``missing`` / ``unknown`` name the tensors."""
+
+    def __init__(self, message, missing=(), unknown=()):
+        self.missing = list(missing)
+        self.unknown = list(unknown)
+        super().__init__(message)
+
+
+class PluginError(NbtrtError):
+    """A plugin misbehaved: a callback raised (output types, configure, initialize, enqueue,
+    reference, serialize, deserialize) or returned nonsense (wrong count, negative dims, bad dtype).
+    The message names the node and the plugin."""
+
+
+class PluginNotFoundError(UnsupportedOpError):
+    """No plugin creator is registered for an op: ``unsupported`` lists (node, "domain::op version v")."""
+
+    def __init__(self, unsupported, heading: str | None = None):
+        super().__init__(unsupported)
+        if heading:
+            self.args = (f"{heading}:\n" + str(self).split("\n", 1)[1],)

@@ -2,8 +2,11 @@
 
 ``decisions``: one entry per rule match — the pass, the rule, the ONNX node names involved, whether
 it was applied and, when not, why ("not fused: bias shared with another node"). ``kernels``: one entry
-per kernel of the optimized graph — its name, kind and the ONNX node names fused into it. Views
-(reshape-like nodes, in-place concats) launch nothing and are listed under ``views``.
+per kernel of the optimized graph — its name, kind, the ONNX node names fused into it, its precision
+("fp32", "tf32", "fp16"; None for a kernel without float tensors) and ``precision_reason`` when that is
+not simply the build's precision ("layer_precision override (...)", "plugin has no fp16 kernel", ...;
+see ``passes/precision.py``). Views (reshape-like nodes, in-place concats) launch nothing and are
+listed under ``views``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class BuildReport:
     kernels: list[dict] = field(default_factory=list)
     views: list[dict] = field(default_factory=list)
     nodes_before: int = 0
+    precisions: dict = field(default_factory=dict)  # kernel name -> (precision, reason), by passes/precision.py
 
     def decide(self, pass_name: str, rule: str, nodes, reason: str | None = None) -> bool:
         """Record a decision; returns True when applied (no reason to refuse)."""
@@ -42,6 +46,8 @@ class BuildReport:
         for node in graph.nodes:
             kind = kernel_kind(node)
             entry = {"name": node.name, "kind": kind or "view", "op": node.op, "nodes": list(sources(node))}
+            if kind:
+                entry["precision"], entry["precision_reason"] = self.precisions.get(node.name, (None, None))
             (self.kernels if kind else self.views).append(entry)
 
     def applied(self, rule: str) -> list[Decision]:
@@ -61,6 +67,10 @@ class BuildReport:
             lines.append(f"  {rule}: {n} {'applied' if applied else 'refused'}")
         kinds = Counter(k["kind"] for k in self.kernels)
         lines.append("  kernels: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
+        precisions = Counter(k.get("precision") or "-" for k in self.kernels)
+        lines.append("  precision: " + ", ".join(f"{p} {n}" for p, n in sorted(precisions.items())))
+        lines += [f"  {k['precision']}: {k['name']}: {k['precision_reason']}" for k in self.kernels
+                  if k.get("precision_reason")]
         for d in self.decisions:
             if not d.applied:
                 lines.append(f"  not applied: {d.rule} on {', '.join(d.nodes)}: {d.reason}")

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 from conftest import SHARED
+from darknet_region_ref import forward_region
 from darknet_weights import to_bytes, write_weights
 
 import nbtrt
@@ -135,7 +136,7 @@ def reorg_cpu(x, w, h, c, batch, stride, forward):
 
 
 def darknet_forward(cfg, params, x):
-    """The output of the layer before [region] (or the last layer), computed as darknet does."""
+    """The network's output (the region layer's, or the last layer's), computed as darknet does."""
     params = iter(params)
     outs = []
     for layer, (kind, o) in enumerate(read_cfg(cfg)[1:]):
@@ -156,6 +157,8 @@ def darknet_forward(cfg, params, x):
             n, c, h, w = x.shape
             x = reorg_cpu(x.reshape(-1), w, h, c, n, s, 0).reshape(n, c * s * s, h // s, w // s)
         elif kind == "region":
+            x = forward_region(x, geti("num", 1), geti("classes", 20), geti("coords", 4), geti("softmax", 0),
+                               geti("background", 0))
             break
         outs.append(x)
     return x

@@ -2,6 +2,9 @@
 
 ``FAMILIES`` maps a kernel kind (groups.kernel_kind) to its template module; a template module has
 ``emit(node, outputs, inputs, tactic) -> KernelSpec``, its tactic space ``TACTICS`` and ``DEFAULT``.
+
+``FLOAT16`` lists the families whose kernels take float16 tensors (storage: widened to float32 on load,
+rounded on store) in any mix with float32 ones; ``passes/precision.py`` gives the others float32 only.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ FAMILIES = {
     "pad": pad,
     "resize": resize,
 }
+FLOAT16 = frozenset({"eltwise", "conv", "conv_transpose", "gemm", "pool", "lrn", "softmax", "norm", "reduce", "copy",
+                     "pad", "resize"})
+
+
+def supports_float16(kind: str | None) -> bool:
+    """Whether the kernels of family ``kind`` read and write float16 tensors (computing in float32)."""
+    return kind in FLOAT16
 
 
 def generate(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
@@ -38,4 +48,4 @@ def generate(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None
     return family.emit(node, outputs, inputs, tactic)
 
 
-__all__ = ["FAMILIES", "generate", "KernelSpec", "TensorArg"]
+__all__ = ["FAMILIES", "FLOAT16", "generate", "supports_float16", "KernelSpec", "TensorArg"]

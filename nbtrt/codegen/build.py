@@ -15,14 +15,19 @@ from dataclasses import dataclass
 
 from ..errors import NbtrtError
 from .kernel import NUMBA_TYPES, KernelSpec
-from .numba_env import cuda
+from .numba_env import cuda, simulated
 
 
 def namespace() -> dict:
-    from numba import boolean, float32, float64, int8, int32, int64, uint8
+    from numba import boolean, float32, float64, int8, int32, int64, uint8, uint16, uint32
     from numba.core.types import float16
-    return {"cuda": cuda, "math": math, "float32": float32, "float16": float16, "float64": float64,
-            "int64": int64, "int32": int32, "int8": int8, "uint8": uint8, "boolean": boolean}
+    ns = {"cuda": cuda, "math": math, "float32": float32, "float16": float16, "float64": float64,
+          "int64": int64, "int32": int32, "int8": int8, "uint8": uint8, "uint16": uint16, "uint32": uint32,
+          "boolean": boolean}
+    if not simulated():  # the inline-PTX intrinsics of the tensor-core kernels (no simulator lowering)
+        from .ptx import INTRINSICS
+        ns.update(INTRINSICS)
+    return ns
 
 
 def load(spec: KernelSpec):

@@ -11,23 +11,26 @@ to ``conv_direct.py``.
 Every finished element goes through ``store_<name>``: bounds check, the owning output's epilogue
 (bias, activation, residual...), store through the output's strides (maybe a concat slice).
 
-Tactic space: algorithm (implicit_gemm | gemm_1x1 | direct); for the GEMM algorithms the block tile
-BM×BN×BK, the micro-tile TM×TN per thread, split_k (threads of a block splitting K, for the few-block
-layers of batch 1) and unroll (the BK loop written out); for direct the threads per block.
+Tactic space: algorithm (implicit_gemm | gemm_1x1 | direct | mma); for the CUDA-core GEMM algorithms
+the block tile BM×BN×BK, the micro-tile TM×TN per thread, split_k (threads of a block splitting K, for
+the few-block layers of batch 1) and unroll (the BK loop written out); for direct the threads per
+block; for mma (tensor cores, ``mma_tiled.py``: implicit GEMM, or a plain GEMM for 1×1 convs) the math
+(f16 | tf32), block tile and warps per block.
 """
 
 from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from ..ir import Node
-from . import conv_direct, tiled
+from . import conv_direct, mma_tiled, tiled
 from .conv_direct import _mul, _sum
 from .conv_geom import ConvGeom, check_float32, geometry, store_lines
-from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, unravel
+from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, load, unravel
 
 TACTICS = ([dict(algorithm="implicit_gemm", **t) for t in tiled.TACTICS]
            + [dict(algorithm="gemm_1x1", **t) for t in tiled.TACTICS]
-           + [dict(algorithm="direct", threads=t) for t in (128, 256)])
+           + [dict(algorithm="direct", threads=t) for t in (128, 256)]
+           + [dict(algorithm="mma", **t) for t in mma_tiled.TACTICS])
 DEFAULT = dict(algorithm="implicit_gemm", bm=64, bn=64, bk=8, tm=8, tn=8, split_k=1, unroll=True)
 MAX_DIRECT_K = 32  # Cg·taps below which the default is the direct kernel
 
@@ -41,11 +44,15 @@ def is_1x1(g: ConvGeom) -> bool:
     return g.taps == 1 and all(s == 1 for s in g.strides) and all(p == 0 for p in g.pads) and g.out == g.sizes
 
 
-def problems(g: ConvGeom, tactic: dict) -> list[str]:
+def problems(g: ConvGeom, tactic: dict, node: Node | None = None) -> list[str]:
     """Why ``tactic`` cannot run this conv (empty if it can)."""
     algo = tactic.get("algorithm")
     if algo == "direct":
         return [] if 32 <= tactic.get("threads", 0) <= 1024 else ["threads"]
+    if algo == "mma":
+        t = mma_tiled.MmaTile.of(tactic)
+        why = mma_tiled.allowed(t.math, node.attrs.get("math") if node is not None else None)
+        return ([why] if why else []) + t.problems(True, False) + tiled.grid_problems(t, g.mg, g.n * g.pixels, g.groups)
     if algo not in ("implicit_gemm", "gemm_1x1"):
         return [f"unknown algorithm {algo!r}"]
     if algo == "gemm_1x1" and not is_1x1(g):
@@ -56,7 +63,7 @@ def problems(g: ConvGeom, tactic: dict) -> list[str]:
 
 def valid(node: Node, tactic: dict) -> bool:
     try:
-        return not problems(geometry(node, _operand_args(node)), tactic)
+        return not problems(geometry(node, _operand_args(node)), tactic, node)
     except (KeyError, TypeError, ValueError):
         return False
 
@@ -66,11 +73,18 @@ def prefers_direct(g: ConvGeom) -> bool:
     return g.cg * g.taps < MAX_DIRECT_K or g.mg < 8
 
 
-def pick(g: ConvGeom) -> dict:
-    """A reasonable tactic without tuning: direct for few channels per group, else the largest tile
-    that still fills the GPU (132 SMs), splitting K when even small tiles leave it mostly idle."""
+def pick(g: ConvGeom, node: Node) -> dict:
+    """A reasonable tactic without tuning: direct for few channels per group; tensor cores when the
+    precision allows them; else the largest tile that still fills the GPU (132 SMs), splitting K when
+    even small tiles leave it mostly idle."""
     if prefers_direct(g):
         return dict(algorithm="direct", threads=128)
+    for math in ("f16", "tf32"):
+        tile = mma_tiled.pick(g.mg, g.n * g.pixels, g.groups, math)
+        if tile and mma_tiled.allowed(math, node.attrs.get("math")) is None:
+            tactic = dict(algorithm="mma", **tile)
+            if not problems(g, tactic, node):
+                return tactic
     algo = "gemm_1x1" if is_1x1(g) else "implicit_gemm"
     return dict(algorithm=algo, **tiled.pick(g.mg, g.n * g.pixels, g.groups))
 
@@ -78,8 +92,8 @@ def pick(g: ConvGeom) -> dict:
 def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
     check_float32(node, outputs, inputs)
     g = geometry(node, inputs)
-    tactic = dict(tactic or pick(g))
-    why = problems(g, tactic)
+    tactic = dict(tactic or pick(g, node))
+    why = problems(g, tactic, node)
     if why:
         raise UnsupportedOpError([(node.name, f"conv tactic {tactic}: {'; '.join(why)}")])
     name = "conv_" + identifier(node.name)
@@ -97,7 +111,9 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
 
 
 def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
-    t = tiled.Tile.of(tactic)
+    mma = tactic["algorithm"] == "mma"
+    t = mma_tiled.MmaTile.of(tactic) if mma else tiled.Tile.of(tactic)
+    read = mma_tiled.reader(t.math) if mma else (lambda arg, index: load(arg, index, "float32"))
     x, w = inputs[0], inputs[1]
     if w.strides[1:] != contiguous_strides(w.shape[1:]):
         raise UnsupportedOpError([(node.name, "conv weights must be contiguous per output channel")])
@@ -107,16 +123,21 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
         prologue += [f"xz = z * {g.cg * x.strides[1]}  # this group's first input channel",
                      f"wz = z * {g.mg * w.strides[0]}  # and its first filter"]
     wz = "wz" if g.groups > 1 else "0"
-    a = tiled.Operand(g.mg, True, lambda xm, p: [f"{p}row = {_sum([str(w.offset), wz, _mul(xm, w.strides[0])])}"],
-                      lambda p, k, tmp: ([], [], f"{w.param}[{p}row + {k}]"))
-    b = _pixels(g, x) if tactic["algorithm"] == "gemm_1x1" else _im2col(g, x)
+    rows = lambda xm, p: [f"{p}row = {_sum([str(w.offset), wz, _mul(xm, w.strides[0])])}"]
+    a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: ([], [], read(w, f"{p}row + {k}")))
+    b = _pixels(g, x, read) if tactic["algorithm"] == "gemm_1x1" or (mma and is_1x1(g)) else _im2col(g, x, read)
+    slices = ()
+    if tactic["algorithm"] != "gemm_1x1" and g.taps > 1 and g.cg % t.bk == 0:  # K as (tap, channel): a tap per slice
+        a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: ([], [], read(w, f"{p}row + {_mul(k, g.taps)} - wshift")))
+        b, slices = _tap_major(g, x, read), _tap_lines(g, x)
     store = "store_" + identifier(node.name)
     extra = [o.param for o in outputs] + [i.param for i in inputs[2:] if i is not None]
     cols = _column_vars(g, n_total % t.bn != 0)
     call = lambda v, m: f"{store}({', '.join(extra)}, z, {m}, {', '.join(cols)}, {v})"
     lines = _store_function(store, node, g, outputs, inputs, extra, cols, t)
-    lines += tiled.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call,
-                          lambda n: _columns(g, n, n_total % t.bn != 0))
+    columns = lambda n: _columns(g, n, n_total % t.bn != 0)
+    lines += (mma_tiled if mma else tiled).kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call,
+                                                  columns, slices)
     grid, block = tiled.launch(t, g.mg, n_total, g.groups)
     return lines, grid, block
 
@@ -144,7 +165,7 @@ def _store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t: t
     return lines + indent(body, 1) + [""]
 
 
-def _pixels(g: ConvGeom, x: TensorArg) -> tiled.Operand:
+def _pixels(g: ConvGeom, x: TensorArg, read) -> tiled.Operand:
     """B of a 1×1 conv: column (n, p) of channel row c is X[n, z·Cg + c, p]."""
     flat = x.strides[2:] == contiguous_strides(g.sizes)
 
@@ -162,10 +183,10 @@ def _pixels(g: ConvGeom, x: TensorArg) -> tiled.Operand:
         return lines + [f"{p}base = {_sum(terms)}"]
 
     return tiled.Operand(g.n * g.pixels, False, setup,
-                         lambda p, k, tmp: ([], [], f"{x.param}[{p}base + {_mul(k, x.strides[1])}]"))
+                         lambda p, k, tmp: ([], [], read(x, f"{p}base + {_mul(k, x.strides[1])}")))
 
 
-def _im2col(g: ConvGeom, x: TensorArg) -> tiled.Operand:
+def _im2col(g: ConvGeom, x: TensorArg, read) -> tiled.Operand:
     """B of the implicit GEMM: column (n, o), row (c, j) reads X[n, z·Cg + c, o·s − pad + j·d]."""
 
     def setup(xn: str, p: str) -> list[str]:
@@ -194,6 +215,31 @@ def _im2col(g: ConvGeom, x: TensorArg) -> tiled.Operand:
             if (g.out[a] - 1) * g.strides[a] - g.pads[a] + (g.kernel[a] - 1) * g.dilations[a] >= g.sizes[a]:
                 conds.append(f"{pos} < {g.sizes[a]}")
             terms.append(_mul(pos, x.strides[2 + a]))
-        return lines, conds, f"{x.param}[{_sum(terms)}]"
+        return lines, conds, read(x, _sum(terms))
 
     return tiled.Operand(g.n * g.pixels, False, setup, load)
+
+
+def _tap_lines(g: ConvGeom, x: TensorArg) -> tuple[str, ...]:
+    """Per K slice of the (tap, channel) order: the slice's tap (Cg is a multiple of BK, so a slice
+    never spans two taps), its kernel offsets, and the shifts that turn k into a channel."""
+    lines = [f"tap = k0 // {g.cg}  # this K slice's kernel tap"] + unravel("tap", g.kernel, "tap_j")
+    return tuple(lines + [f"tapc = tap * {g.cg * x.strides[1]}", f"wshift = tap * {g.cg * g.taps - 1}"])
+
+
+def _tap_major(g: ConvGeom, x: TensorArg, read) -> tiled.Operand:
+    """B of the implicit GEMM with K ordered (tap, channel): row k = tap·Cg + c of column (n, o) reads
+    X[n, z·Cg + c, o·s − pad + tap·d]. Window position and bounds are worked out once per column and
+    K slice (``per_slice``), so an element costs one multiply-add: the address at c = 0 plus c·stride."""
+    base = _im2col(g, x, read)
+
+    def per_slice(p: str) -> list[str]:
+        lines, conds, terms = [], [], [f"{p}base", "-tapc"]
+        for a in range(g.nsp):
+            lines.append(f"{p}h{a} = {p}i{a} + {_mul(f'tap_j{a}', g.dilations[a])}")
+            conds += ([f"{p}h{a} >= 0"] if g.pads[a] > 0 else []) + [f"{p}h{a} < {g.sizes[a]}"]
+            terms.append(_mul(f"{p}h{a}", x.strides[2 + a]))
+        return lines + [f"{p}inside = {' and '.join(conds)}", f"{p}at = {_sum(terms)}"]
+
+    return tiled.Operand(base.extent, False, base.setup,
+                         lambda p, k, tmp: ([], [f"{p}inside"], read(x, f"{p}at + {_mul(k, x.strides[1])}")), per_slice)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..ir import Node
 from .conv_geom import ConvGeom, store_lines
-from .kernel import TensorArg, indent, unravel
+from .kernel import TensorArg, indent, load, unravel
 
 MAX_BLOCKS = 132 * 32
 
@@ -43,7 +43,7 @@ def _taps(g: ConvGeom, w: TensorArg) -> list[str]:
 
 def _accumulate(g: ConvGeom, xi: str, wi: str, x: TensorArg, w: TensorArg) -> list[str]:
     """The innermost loop: the group's input channels, for one kernel tap."""
-    body = [f"acc += {x.param}[{xi}] * {w.param}[{wi}]"]
+    body = [f"acc += {load(x, xi, 'float32')} * {load(w, wi, 'float32')}"]
     return body if g.cg == 1 else [f"for c in range({g.cg}):"] + indent(body, 1)
 
 

@@ -21,7 +21,7 @@ from ..errors import UnsupportedOpError
 from ..ir import Node
 from ..ops.window import forward_shape, kernel_from_attr, transpose_shape, window_attrs
 from . import epilogue
-from .kernel import TensorArg, index_of
+from .kernel import TensorArg, index_of, load, store
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,11 @@ def split_offsets(node: Node, total: int, n_outputs: int) -> list[int]:
 
 
 def check_float32(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None]) -> None:
-    bad = [a.param for a in outputs + [a for a in inputs[:2] if a is not None] if a.dtype != "float32"]
+    """The conv kernels compute in float32: X, W and the outputs must be float32 or float16 (storage,
+    widened on load and rounded on store), in any mix."""
+    bad = [a.param for a in outputs + [a for a in inputs[:2] if a is not None] if a.dtype not in ("float32", "float16")]
     if bad:
-        raise UnsupportedOpError([(node.name, f"{node.op}: only float32 kernels so far ({', '.join(bad)})")])
+        raise UnsupportedOpError([(node.name, f"{node.op}: only float32/float16 kernels so far ({', '.join(bad)})")])
 
 
 def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], chan: str,
@@ -113,10 +115,10 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
     for i, out in enumerate(outputs):
         local = chan if offsets[i] == 0 else f"cl{i}"
         full = [coords[0], local] + list(coords[1:])
-        load = lambda k, out=out, full=full: f"{inputs[k].param}[{index_of(inputs[k], out.shape, full)}]"
-        body, result = epilogue.emit(node.attrs["epilogues"][i], value, load, "float32", prefix=f"e{i}_")
+        fetch = lambda k, out=out, full=full: load(inputs[k], index_of(inputs[k], out.shape, full), "float32")
+        body, result = epilogue.emit(node.attrs["epilogues"][i], value, fetch, "float32", prefix=f"e{i}_")
         body = ([f"{local} = {chan} - {offsets[i]}"] if offsets[i] else []) + body
-        body.append(f"{out.param}[{index_of(out, out.shape, full)}] = {result}")
+        body.append(store(out, index_of(out, out.shape, full), result, "float32"))
         if len(outputs) == 1:
             return body
         test = "else:" if i == len(outputs) - 1 else f"{'if' if i == 0 else 'elif'} {chan} < {offsets[i + 1]}:"

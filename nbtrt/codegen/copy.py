@@ -13,6 +13,8 @@ coordinates ``x0..`` of the tensor on the other side; all shapes, strides and of
               runtime ones are read from their tensor, negatives count from the back (then clamped)
 - Expand      numpy broadcasting: the input's size-1 dims read index 0 (``kernel.index_of``)
 
+An element moves from one float dtype to another (float32 <-> float16) by a conversion on the way.
+
 Tactic space: threads per block.
 """
 
@@ -25,7 +27,8 @@ from ..ir import Node
 from ..ops.reshape import norm_axes, transpose_perm
 from ..ops.schema import const_input, const_ints, has_input, shape_error
 from ..ops.slicing import slice_bounds, slice_params
-from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, index_of, unravel
+from .kernel import (KernelSpec, TensorArg, contiguous_strides, convert, header, identifier, indent, index_of,
+                     unravel)
 
 TACTICS = [{"threads": t} for t in (128, 256, 512)]
 DEFAULT = {"threads": 256}
@@ -94,7 +97,7 @@ def _transpose(node, out, ins):
     xs = [""] * len(perm)
     for k, p in enumerate(perm):
         xs[p] = f"c{k}"
-    return [x], [f"{at(out, coords(len(perm)))} = {at(x, xs)}"], ()
+    return [x], [f"{at(out, coords(len(perm)))} = {convert(at(x, xs), x.dtype, out.dtype)}"], ()
 
 
 def _concat(node, out, ins):
@@ -104,7 +107,7 @@ def _concat(node, out, ins):
 
     def piece(k, offset):
         shift, xs = shifted(axis, offset, rank)
-        return shift + [f"v = {at(ins[k], xs)}"]
+        return shift + [f"v = {convert(at(ins[k], xs), ins[k].dtype, out.dtype)}"]
     body = branches(axis, [a.shape[axis] for a in ins], piece)
     return ins, body + [f"{at(out, coords(rank))} = v"], ()
 
@@ -115,7 +118,7 @@ def _split(node, outs, x):
 
     def piece(k, offset):
         shift, xs = shifted(axis, offset, rank)
-        return shift + [f"{at(outs[k], xs)} = v"]
+        return shift + [f"{at(outs[k], xs)} = {convert('v', x.dtype, outs[k].dtype)}"]
     return [f"v = {at(x, coords(rank))}"] + branches(axis, [o.shape[axis] for o in outs], piece)
 
 
@@ -135,7 +138,7 @@ def _slice(node, out, ins):
         if expr != f"c{axis}":
             lines.append(f"x{axis} = {expr}")
             xs[axis] = f"x{axis}"
-    return [x], lines + [f"{at(out, coords(rank))} = {at(x, xs)}"], ()
+    return [x], lines + [f"{at(out, coords(rank))} = {convert(at(x, xs), x.dtype, out.dtype)}"], ()
 
 
 def _gather(node, out, ins):
@@ -168,12 +171,12 @@ def _gather(node, out, ins):
                  f"if x{axis} < 0:",
                  f"    x{axis} += {n}",
                  f"x{axis} = min(max(x{axis}, 0), {n - 1})  # out of range is undefined: stay in bounds"]
-    return used, lines + [f"{at(out, cs)} = {at(data, xs)}"], prelude
+    return used, lines + [f"{at(out, cs)} = {convert(at(data, xs), data.dtype, out.dtype)}"], prelude
 
 
 def _expand(node, out, ins):
     x, cs = ins[0], coords(len(out.shape))
-    return [x], [f"{at(out, cs)} = {x.param}[{index_of(x, out.shape, cs)}]"], ()
+    return [x], [f"{at(out, cs)} = {convert(f'{x.param}[{index_of(x, out.shape, cs)}]', x.dtype, out.dtype)}"], ()
 
 
 EMITTERS = {"Transpose": _transpose, "Concat": _concat, "Slice": _slice, "Gather": _gather, "Expand": _expand}

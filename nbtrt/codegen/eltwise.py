@@ -3,7 +3,8 @@
 Covers ``nbtrt.eltwise`` groups (a program over the node's inputs), copy groups (a single Identity
 step, e.g. writing a tensor into its slice of a concat buffer) and plain element-wise ops. Every
 operand is read at the output coordinates through its own strides (size-1 dims read index 0), so
-broadcasting, channel slices and strided outputs need no special cases.
+broadcasting, channel slices and strided outputs need no special cases. Float operands compute in
+``kernel.compute_dtype`` (float16 ones are widened to float32 on load, the result rounded on store).
 
 Tactic space: threads per block.
 """
@@ -13,7 +14,8 @@ from __future__ import annotations
 from ..groups import Step, is_group
 from ..ir import Node
 from . import epilogue
-from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, unravel
+from .kernel import (FLOATS, KernelSpec, TensorArg, compute_dtype, header, identifier, indent, index_of, load, store,
+                     unravel)
 
 TACTICS = [{"threads": t} for t in (128, 256, 512)]
 DEFAULT = {"threads": 256}
@@ -33,9 +35,10 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     out = outputs[0]
     n, shape = out.numel, out.shape
     coords = [f"c{k}" for k in range(len(shape))]
-    compute_dtype = next((a.dtype for a in inputs if a is not None and a.dtype.startswith("float")), out.dtype)
-    load = lambda k: f"{inputs[k].param}[{index_of(inputs[k], shape, coords)}]"
-    body, result = epilogue.emit(program_of(node), None, load, compute_dtype)
+    floats = [a.dtype for a in inputs if a is not None and a.dtype in FLOATS]
+    cd = compute_dtype(*floats) if floats else compute_dtype(out.dtype)
+    fetch = lambda k: load(inputs[k], index_of(inputs[k], shape, coords), cd)
+    body, result = epilogue.emit(program_of(node), None, fetch, cd)
     name = "eltwise_" + identifier(node.name)
     params = [out.param] + [a.param for a in inputs if a is not None]
     lines = header("eltwise", node, tactic, outputs, [a for a in inputs if a is not None])
@@ -43,7 +46,7 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
               "    i = cuda.grid(1)",
               "    step = cuda.gridsize(1)",
               f"    while i < {n}:"]
-    lines += indent(unravel("i", shape) + body + [f"{out.param}[{index_of(out, shape, coords)}] = {result}",
+    lines += indent(unravel("i", shape) + body + [store(out, index_of(out, shape, coords), result, cd),
                                                    "i += step"], 2)
     threads = tactic["threads"]
     blocks = max(1, min(-(-n // threads), MAX_BLOCKS))

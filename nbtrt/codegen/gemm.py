@@ -11,18 +11,20 @@ epilogue (bias [N] / [1, N] / [M, 1], activation, residual) runs per element thr
 ``store_<name>``, its operands broadcast against the output through their strides.
 
 Tactic space: block tile BM×BN×BK, micro-tile TM×TN, split_k (threads of a block splitting K: the
-M = 1 layers of batch-1 classifiers) and unroll.
+M = 1 layers of batch-1 classifiers) and unroll; or ``algorithm="mma"`` (tensor cores, ``mma_tiled.py``:
+math f16 for float16 operands, tf32 when the build asked for it, block tile and warps).
 """
 
 from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from ..ir import Node
-from . import epilogue, tiled
+from . import epilogue, mma_tiled, tiled
 from .conv_direct import _mul, _sum
-from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, unravel
+from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, load, unravel
+from .kernel import store as store_element
 
-TACTICS = [dict(t) for t in tiled.TACTICS]
+TACTICS = [dict(t) for t in tiled.TACTICS] + [dict(algorithm="mma", **t) for t in mma_tiled.TACTICS]
 DEFAULT = dict(bm=64, bn=64, bk=8, tm=8, tn=8, split_k=1, unroll=True)
 
 
@@ -65,9 +67,18 @@ class Problem:
         return [f"zb{i}" for i in range(len(self.batch))] + (["m"] if self.row else []) + (["n"] if self.col else [])
 
 
-def problems(p: Problem, tactic: dict) -> list[str]:
-    t = tiled.Tile.of(tactic)
-    return t.problems(_a_k_major(p), _b_k_major(p)) + tiled.grid_problems(t, p.m, p.n, p.z)
+def _tile(tactic: dict):
+    return mma_tiled.MmaTile.of(tactic) if tactic.get("algorithm") == "mma" else tiled.Tile.of(tactic)
+
+
+def problems(p: Problem, tactic: dict, math: str | None = None) -> list[str]:
+    """Why ``tactic`` cannot compute ``p`` (``math``: the node's "tf32" mark, if any)."""
+    t = _tile(tactic)
+    why = t.problems(_a_k_major(p), _b_k_major(p)) + tiled.grid_problems(t, p.m, p.n, p.z)
+    if isinstance(t, mma_tiled.MmaTile):
+        reason = mma_tiled.allowed(t.math, math)
+        why = ([reason] if reason else []) + why
+    return why
 
 
 def _a_k_major(p: Problem) -> bool:
@@ -87,25 +98,32 @@ def _args(node: Node):
 
 def valid(node: Node, tactic: dict) -> bool:
     try:
-        return not problems(Problem(node, *_args(node)), tactic)
+        return not problems(Problem(node, *_args(node)), tactic, node.attrs.get("math"))
     except (KeyError, TypeError, ValueError):
         return False
 
 
-def pick(p: Problem) -> dict:
+def pick(p: Problem, math: str | None = None) -> dict:
+    """Tensor cores when the precision allows them and M is not tiny, else a CUDA-core tile."""
+    for kind in ("f16", "tf32"):
+        tile = mma_tiled.pick(p.m, p.n, p.z, kind)
+        if tile and p.m >= 16 and not problems(p, dict(algorithm="mma", **tile), math):
+            return dict(algorithm="mma", **tile)
     return tiled.pick(p.m, p.n, p.z)
 
 
 def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
-    bad = [x.param for x in outputs + inputs[:2] if x is not None and x.dtype != "float32"]
+    bad = [x.param for x in outputs + inputs[:2] if x is not None and x.dtype not in ("float32", "float16")]
     if bad or len(outputs) != 1:
-        raise UnsupportedOpError([(node.name, f"gemm: float32 with one output only ({', '.join(bad)})")])
+        raise UnsupportedOpError([(node.name, f"gemm: float32/float16 with one output only ({', '.join(bad)})")])
     p = Problem(node, outputs, inputs)
-    tactic = dict(tactic or pick(p))
-    why = problems(p, tactic)
+    tactic = dict(tactic or pick(p, node.attrs.get("math")))
+    why = problems(p, tactic, node.attrs.get("math"))
     if why:
         raise UnsupportedOpError([(node.name, f"gemm tactic {tactic}: {'; '.join(why)}")])
-    t = tiled.Tile.of(tactic)
+    t = _tile(tactic)
+    mma = isinstance(t, mma_tiled.MmaTile)
+    read = mma_tiled.reader(t.math) if mma else (lambda arg, index: load(arg, index, "float32"))
     name = "gemm_" + identifier(node.name)
     used = [x for x in inputs if x is not None]
     params = [outputs[0].param] + [x.param for x in used]
@@ -122,14 +140,14 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
         prologue.append(f"bz = {index_of(p.b_batch, p.batch, p.coords()) if p.b_batch else '0'}  # and B")
     a = tiled.Operand(p.m, _a_k_major(p),
                       lambda x, q: [f"{q}row = {_sum([str(p.a.offset), 'az' if p.batch else '0', _mul(x, p.sam)])}"],
-                      lambda q, k, tmp: ([], [], f"{p.a.param}[{q}row + {_mul(k, p.sak)}]"))
+                      lambda q, k, tmp: ([], [], read(p.a, f"{q}row + {_mul(k, p.sak)}")))
     b = tiled.Operand(p.n, _b_k_major(p),
                       lambda x, q: [f"{q}col = {_sum([str(p.b.offset), 'bz' if p.batch else '0', _mul(x, p.sbn)])}"],
-                      lambda q, k, tmp: ([], [], f"{p.b.param}[{q}col + {_mul(k, p.sbk)}]"))
+                      lambda q, k, tmp: ([], [], read(p.b, f"{q}col + {_mul(k, p.sbk)}")))
     cols = (["col_ok"] if p.n % t.bn else []) + ["col_n"]
     call = lambda v, m: f"{store}({', '.join(extra + zb)}, {m}, {', '.join(cols)}, {v})"
     columns = lambda n: ([f"col_ok = {n} < {p.n}"] if p.n % t.bn else []) + [f"col_n = {n}"]
-    lines += tiled.kernel(name, params, t, (p.m, p.n, p.k), a, b, prologue, call, columns)
+    lines += (mma_tiled if mma else tiled).kernel(name, params, t, (p.m, p.n, p.k), a, b, prologue, call, columns)
     grid, block = tiled.launch(t, p.m, p.n, p.z)
     return KernelSpec(name, "\n".join(lines) + "\n", params, grid, block,
                       [outputs[0].dtype] + [x.dtype for x in used], tactic)
@@ -139,10 +157,10 @@ def _store_function(store: str, node: Node, p: Problem, inputs, extra, t: tiled.
     out = p.out
     checks = ([f"m < {p.m}"] if p.m % t.bm else []) + (["col_ok"] if p.n % t.bn else [])
     coords = [c if c != "n" else "col_n" for c in p.coords()]
-    load = lambda k: f"{inputs[k].param}[{index_of(inputs[k], out.shape, coords)}]"
+    fetch = lambda k: load(inputs[k], index_of(inputs[k], out.shape, coords), "float32")
     acc = "v" if p.alpha == 1.0 else f"v * {literal(p.alpha)}"
-    body, result = epilogue.emit(node.attrs["epilogues"][0], acc, load, "float32")
-    body.append(f"{out.param}[{index_of(out, out.shape, coords)}] = {result}")
+    body, result = epilogue.emit(node.attrs["epilogues"][0], acc, fetch, "float32")
+    body.append(store_element(out, index_of(out, out.shape, coords), result, "float32"))
     params = extra + ["m"] + (["col_ok"] if p.n % t.bn else []) + ["col_n", "v"]
     lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(params)}):"]
     if checks:

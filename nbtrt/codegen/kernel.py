@@ -4,6 +4,12 @@ Every tensor reaches a generated kernel as a flat, contiguous 1-D buffer paramet
 in the tensor's shape, element strides and element offset inside that buffer (:class:`TensorArg`), so
 the same kernel can read a slice of a merged conv's output or write its slice of a concat buffer.
 Scalars are baked as ``float32(...)`` literals so that no arithmetic silently widens to float64.
+
+Storage and compute dtypes: float16 tensors are storage only. A kernel computes in
+:func:`compute_dtype` of its tensors (float32 when they are float16 or float32, in any mix), widens
+every float16 element it reads (:func:`load`) and rounds on store (:func:`store`), so one kernel can
+read a float32 network input and write float16 activations, or read float16 and write a float32
+network output (see ``passes/precision.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+FLOATS = ("float16", "float32", "float64")
 NUMBA_TYPES = {"float32": "float32", "float16": "float16", "float64": "float64", "int64": "int64",
                "int32": "int32", "int8": "int8", "uint8": "uint8", "bool": "boolean"}
 
@@ -68,6 +75,31 @@ def literal(value, dtype: str = "float32") -> str:
     if np.isinf(v):
         return f"{dtype}({'-' if v < 0 else ''}math.inf)"
     return f"{dtype}({v!r})"
+
+
+def compute_dtype(*dtypes: str) -> str:
+    """The dtype a kernel over tensors of ``dtypes`` computes in: float16 and float32 (in any mix)
+    compute in float32, float64 in float64; without floats, the first dtype."""
+    floats = [d for d in dtypes if d in FLOATS]
+    if not floats:
+        return dtypes[0] if dtypes else "float32"
+    return "float64" if "float64" in floats else "float32"
+
+
+def convert(expr: str, dtype: str, to: str) -> str:
+    """``expr`` (of ``dtype``) converted to ``to`` when both are floats of different widths."""
+    return f"{to}({expr})" if dtype != to and dtype in FLOATS and to in FLOATS else expr
+
+
+def load(arg: TensorArg, index: str, cd: str) -> str:
+    """``arg[index]``, widened (or narrowed) to the compute dtype ``cd`` when it is another float."""
+    return convert(f"{arg.param}[{index}]", arg.dtype, cd)
+
+
+def store(arg: TensorArg, index: str, value: str, cd: str) -> str:
+    """The statement storing ``value`` (computed in ``cd``) at ``arg[index]``, rounded to ``arg``'s
+    float dtype (e.g. float32 -> float16)."""
+    return f"{arg.param}[{index}] = {convert(value, cd, arg.dtype)}"
 
 
 def unravel(flat: str, shape, prefix: str = "c") -> list[str]:

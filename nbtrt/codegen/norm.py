@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from ..ir import Node
-from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, unravel
+from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, store, unravel
 from .reduce import ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, resolve
 
 ELEMENT_TACTICS = [{"threads": t, "rows": 1} for t in (128, 256, 512)]
@@ -57,7 +57,7 @@ def _per_element(node, outputs, inputs, tactic, cd, body_of) -> KernelSpec:
     t = element_tactic(tactic)
     threads = t["threads"]
     body = unravel("i", x.shape) + [f"v = {load(x, index_of(x, x.shape, coords), cd)}"]
-    body += body_of(node, x, inputs, cd) + [f"{out.param}[{index_of(out, out.shape, coords)}] = y", "i += step"]
+    body += body_of(node, x, inputs, cd) + [store(out, index_of(out, out.shape, coords), "y", cd), "i += step"]
     args = [a for a in inputs if a is not None]
     params = [out.param] + [a.param for a in args]
     name = f"{node.op.lower()}_{identifier(node.name)}"
@@ -118,13 +118,13 @@ def _rows(node, outputs, inputs, tactic, cd) -> KernelSpec:
             coords = coords or code.step(a) is None
         terms = [load(a, code.element(a, f"b{k}"), cd) for k, a in enumerate(operands)]
         y = f"{y} * {terms[0]}" + (f" + {terms[1]}" if len(terms) > 1 else "")
-    write = [f"v = {load(x, code.element(x, 'xb'), cd)}", f"{out.param}[{code.element(out, 'ob')}] = {y}"]
+    write = [f"v = {load(x, code.element(x, 'xb'), cd)}", store(out, code.element(out, 'ob'), y, cd)]
     per_row += code.loop(write, coords=coords)
     pairs = [(o, var) for o, var in zip(outputs[1:3], ("mean", "inv")) if o is not None]
     stats = [o for o, _ in pairs]
     if pairs:
         per_row += [f"if {code.leader()}:"] + indent(
-            [f"{o.param}[{index_of(o, o.shape, rows.coords('0'))}] = {var}" for o, var in pairs])
+            [store(o, index_of(o, o.shape, rows.coords('0')), var, cd) for o, var in pairs])
     params = [o.param for o in [out] + stats] + [a.param for a in [x] + operands]
     name = f"{node.op.lower()}_{identifier(node.name)}"
     lines = header("norm", node, t, [out] + stats, [x] + operands)

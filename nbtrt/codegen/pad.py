@@ -24,7 +24,7 @@ from ..ir import Node
 from ..ops.schema import const_input, const_ints, has_input, shape_error
 from ..ops.slicing import pad_widths
 from .copy import DEFAULT, TACTICS, at, coords, loop_kernel
-from .kernel import KernelSpec, TensorArg, literal
+from .kernel import KernelSpec, TensorArg, convert, literal
 
 __all__ = ["emit", "TACTICS", "DEFAULT"]
 
@@ -72,11 +72,11 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
         conds += axis_conds
         if axis_lines:
             xs[k] = f"x{k}"
-    store = at(out, coords(rank))
+    store, moved = at(out, coords(rank)), convert(at(x, xs), x.dtype, out.dtype)
     if conds:
-        fill = np.asarray(0 if value is None else np.asarray(value).reshape(-1)[0]).astype(x.dtype)
-        lines += [f"if {' and '.join(conds)}:", f"    {store} = {at(x, xs)}",
-                  "else:", f"    {store} = {literal(fill.item(), x.dtype)}"]
+        fill = np.asarray(0 if value is None else np.asarray(value).reshape(-1)[0]).astype(out.dtype)
+        lines += [f"if {' and '.join(conds)}:", f"    {store} = {moved}",
+                  "else:", f"    {store} = {literal(fill.item(), out.dtype)}"]
     else:
-        lines.append(f"{store} = {at(x, xs)}")
+        lines.append(f"{store} = {moved}")
     return loop_kernel("pad", node, tactic, [out], [x], out.shape, lines)

@@ -28,7 +28,7 @@ from ..groups import is_group
 from ..ir import Node
 from ..ops.window import flag, forward_shape, window_attrs
 from . import epilogue
-from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, unravel
+from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, store, unravel
 from .reduce import (ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, lowest,
                      resolve)
 
@@ -75,7 +75,7 @@ def _epilogues(programs, splits, outputs, inputs, coords, cd) -> list[str]:
 def _store(program, out: TensorArg, inputs, coords, cd, prefix) -> list[str]:
     fetch = lambda k: load(inputs[k], index_of(inputs[k], out.shape, coords), cd)
     body, result = epilogue.emit(program, "acc", fetch, cd, prefix)
-    return body + [f"{out.param}[{index_of(out, out.shape, coords)}] = {result}"]
+    return body + [store(out, index_of(out, out.shape, coords), result, cd)]
 
 
 def _params(outputs, inputs, programs) -> list[str]:

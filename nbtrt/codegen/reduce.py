@@ -10,7 +10,8 @@ is baked). ``threads = 1`` is a thread per row with no shared memory at all: the
 rows are short, or when adjacent rows are adjacent in memory and the row itself is strided (Softmax
 over the channels of NCHW). Addresses use each tensor's own strides (broadcast dims have stride 0);
 when a tensor's reduced dims form one affine run (the usual case) an element is ``base + j·σ`` and no
-per-element division is needed. Float sums accumulate in float32 (float64 stays float64).
+per-element division is needed. Float sums accumulate in float32 (float16 is widened on load and
+rounded on store; float64 stays float64).
 
 Tactic space: ``threads`` (a power of two) × ``rows``; ``"auto"`` picks by shape (see :func:`resolve`);
 an optional ``blocks`` caps the grid (the loops over rows and elements cover the rest).
@@ -27,19 +28,14 @@ from ..errors import UnsupportedOpError
 from ..ir import Node
 from ..ops.reduce import reduce_axes
 from ..ops.schema import const_ints
-from .kernel import (KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, index_of,
-                     literal)
+from .kernel import (KernelSpec, TensorArg, compute_dtype, contiguous_strides, header, identifier, indent,
+                     index_of, literal, load, store)
 
 ROW_TACTICS = [{"threads": t, "rows": r} for t, r in
                ((1, 128), (1, 256), (32, 4), (32, 8), (64, 4), (128, 2), (256, 1), (512, 1), (1024, 1))]
 TACTICS = ROW_TACTICS
 DEFAULT = {"threads": "auto", "rows": "auto"}
 MAX_BLOCKS = 132 * 32
-
-
-def compute_dtype(dtype: str) -> str:
-    """The dtype a kernel computes and accumulates in: float16 widens to float32, others stay."""
-    return "float32" if dtype in ("float16", "float32") else dtype
 
 
 def lowest(dtype: str) -> str:
@@ -49,12 +45,6 @@ def lowest(dtype: str) -> str:
     if np.issubdtype(np.dtype(dtype), np.integer):
         return literal(np.iinfo(np.dtype(dtype)).min, dtype)
     return literal(-math.inf, dtype)
-
-
-def load(arg: TensorArg, index: str, cd: str) -> str:
-    """``arg[index]``, converted to the compute dtype when it differs."""
-    expr = f"{arg.param}[{index}]"
-    return expr if arg.dtype == cd else f"{cd}({expr})"
 
 
 @dataclass(frozen=True)
@@ -257,7 +247,7 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     keep = bool(node.attrs.get("keepdims", 1)) or not rows.red
     coords = rows.coords("0") if keep else [f"c{a}" for a in rows.keep]
     per_row = [f"xb = {code.base(x)}"] + code.fold(x, "acc", op, init)
-    per_row += [f"if {code.leader()}:", f"    {out.param}[{index_of(out, out.shape, coords)}] = {result}"]
+    per_row += [f"if {code.leader()}:", "    " + store(out, index_of(out, out.shape, coords), result, cd)]
     name = f"{node.op.lower()}_{identifier(node.name)}"
     params = [out.param, x.param]
     lines = header("reduce", node, t, outputs, [x])

@@ -33,7 +33,7 @@ from ..ops.resize import given, resize_axes, resize_target
 from ..ops.schema import const_input, has_input, shape_error
 from ..reference.resize import _cast_back, _full_roi, _values
 from .copy import DEFAULT, TACTICS, at, coords, loop_kernel
-from .kernel import KernelSpec, TensorArg, literal
+from .kernel import KernelSpec, TensorArg, convert, literal
 
 __all__ = ["emit", "TACTICS", "DEFAULT"]
 
@@ -116,11 +116,11 @@ def _interpolate(node: Node, x: TensorArg, plan, xs: list[str]) -> list[str]:
     return lines + ["    " * len(taps) + f"acc += {acc}({weights}) * {acc}({at(x, xs)})"]
 
 
-def _result(x: TensorArg) -> str:
+def _result(x: TensorArg, out: TensorArg) -> str:
     if np.dtype(x.dtype).kind in "iu":
         info = np.iinfo(x.dtype)
         return f"{x.dtype}(min(max(round(acc), {info.min}), {info.max}))"
-    return f"{x.dtype}(acc)"
+    return f"{out.dtype}(acc)"
 
 
 def _plan(node: Node, x: TensorArg, out: TensorArg) -> list[tuple[int, int, int, float, tuple]]:
@@ -157,12 +157,12 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     if node.attrs["mode"] == "nearest" or not plan:  # nothing resized: a copy
         body += [f"x{k} = min(max({NEAREST[node.attrs['nearest_mode']].format(k=k)}, 0), {n - 1})"
                  for k, n, *_ in plan]
-        body.append(f"{at(out, coords(len(xs)))} = {at(x, xs)}")
+        body.append(f"{at(out, coords(len(xs)))} = {convert(at(x, xs), x.dtype, out.dtype)}")
     else:
-        body += _interpolate(node, x, plan, xs) + [f"{at(out, coords(len(xs)))} = {_result(x)}"]
+        body += _interpolate(node, x, plan, xs) + [f"{at(out, coords(len(xs)))} = {_result(x, out)}"]
     if node.attrs["coordinate_transformation_mode"] == "tf_crop_and_resize" and plan:
         outside = " or ".join(f"u{k} < {f64(0.0)} or u{k} > {f64(n - 1)}" for k, n, *_ in plan)
         value = _cast_back(np.asarray(node.attrs["extrapolation_value"]), np.dtype(x.dtype)).item()
-        body = [f"if {outside}:", f"    {at(out, coords(len(xs)))} = {literal(value, x.dtype)}",
+        body = [f"if {outside}:", f"    {at(out, coords(len(xs)))} = {literal(value, out.dtype)}",
                 "else:"] + ["    " + line for line in body]
     return loop_kernel("resize", node, tactic, [out], [x], out.shape, lines + body)

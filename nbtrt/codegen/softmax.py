@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from ..ir import Node
-from .kernel import KernelSpec, TensorArg, header, identifier, literal
+from .kernel import KernelSpec, TensorArg, header, identifier, literal, store
 from .reduce import ROW_TACTICS, RowCode, Rows, compute_dtype, load, lowest, resolve
 
 TACTICS = ROW_TACTICS
@@ -44,7 +44,7 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
         pre, write = [f"inv = {literal(1, cd)} / s"], "math.exp(v - m) * inv"
     else:
         pre, write = ["lse = math.log(s)"], "(v - m) - lse"
-    per_row += code.loop([f"v = {v}", f"{out.param}[{code.element(out, 'ob')}] = {write}"],
+    per_row += code.loop([f"v = {v}", store(out, code.element(out, "ob"), write, cd)],
                          coords=code.step(x) is None or code.step(out) is None, pre=pre)
     name = f"{node.op.lower()}_{identifier(node.name)}"
     params = [out.param, x.param]

@@ -115,13 +115,15 @@ class Operand:
 
     ``setup(x, p)``: lines run once per thread that define variables named ``p...`` for global free
     index ``x`` (an expression). ``load(p, k, t)``: (lines, extra conditions, element expression) of
-    element (x, k) using the setup variables ``p...`` and temporaries named ``t...``.
+    element (x, k) using the setup variables ``p...`` and temporaries named ``t...``. ``per_slice(p)``
+    (optional): lines run at every K slice (after ``k0`` moved on) before the loads of free index p.
     """
 
     extent: int
     k_major: bool
     setup: Callable[[str, str], list[str]]
     load: Callable[[str, str, str], tuple[list[str], list[str], str]]
+    per_slice: Callable[[str], list[str]] | None = None
 
 
 def _mapping(op: Operand, x_tile: int, t: Tile, r: int):
@@ -173,6 +175,8 @@ class _Loader:
         kcs = list(dict.fromkeys(m[3] for m in self.maps))
         for v, kc in enumerate(kcs):
             lines.append(f"{n}k{v} = k0 + {_plus(f'{n}kl' if self.maps[0][2] is not None else None, kc)}")
+        if self.op.per_slice:
+            lines += [ln for u in range(len(xcs)) for ln in self.op.per_slice(f"{n}{u}_")]
         for r, (_, xc, kb, kc) in enumerate(self.maps):
             u = xcs.index(xc)
             k = f"{n}k{kcs.index(kc)}"
@@ -188,10 +192,11 @@ class _Loader:
 
 
 def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: Operand, b: Operand,
-           prologue: list[str], store: Callable[[str, str], str], columns: Callable[[str], list[str]]) -> list[str]:
+           prologue: list[str], store: Callable[[str, str], str], columns: Callable[[str], list[str]],
+           slice_lines: tuple[str, ...] = ()) -> list[str]:
     """Source lines of the kernel ``name``. ``columns(n)``: lines that define the variables the store
     needs for column ``n`` (an expression); ``store(value, m)``: one store statement for row ``m`` of
-    that column."""
+    that column; ``slice_lines``: run at every K slice (after ``k0`` moved on) before the loads."""
     _, _, k_total = mnk
     rx, sk = t.bn // t.tn, t.split_k
     la = _Loader(a, "a", "m0", t.bm, t, k_total)
@@ -207,11 +212,11 @@ def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: 
              f"b_tile = cuda.shared.array({lead + (t.bk, t.bn + t.pad(t.bn, b.k_major))}, float32)"]
     body += prologue + ["# what this thread copies into the tiles"] + la.setup() + lb.setup()
     body += [f"c{i}_{j} = float32(0.0)" for i in range(t.tm) for j in range(t.tn)]
-    body += [f"k0 = ks * {t.bk}" if sk > 1 else "k0 = 0"] + la.loads() + lb.loads()
+    body += [f"k0 = ks * {t.bk}" if sk > 1 else "k0 = 0"] + list(slice_lines) + la.loads() + lb.loads()
     body += [f"for step in range({steps}):"]
     loop = la.stores() + lb.stores() + ["cuda.syncthreads()", f"k0 += {t.bk * sk}",
                                          "# prefetch the next K slice while this one is multiplied"]
-    loop += la.loads() + lb.loads() + _multiply(t) + ["cuda.syncthreads()"]
+    loop += list(slice_lines) + la.loads() + lb.loads() + _multiply(t) + ["cuda.syncthreads()"]
     body += ["    " + line for line in loop]
     body += _finish(t, store, columns)
     return [f"def {name}({', '.join(params)}):"] + ["    " + line for line in body]

@@ -16,8 +16,9 @@ the engine apply. Darknet's semantics, layer by layer (pjreddie/darknet, ``parse
   [N, C/s², H·s, W·s] and gathers ``out[n, k, j, i] = x[n, k % (C/s²), j·s + (k / (C/s²)) / s,
   i·s + (k / (C/s²)) % s]`` over the index space [N, C, H, W], re-viewed as [N, C·s², H/s, W/s]:
   Reshape [N, C/s², H, s, W, s] → Transpose (0, 3, 5, 1, 2, 4) → Reshape [N, C·s², H/s, W/s].
-- ``[region]``: parsing stops; the graph output is the region layer's input and ``graph.region`` holds
-  its parameters (anchors, classes, num, coords, softmax, ...) for the region plugin.
+- ``[region]`` (the last layer): a node of the region plugin (``darknet_region.py``: logistic on x, y
+  and objectness, softmax over the classes), whose output is the graph's; ``graph.region`` also holds
+  its parameters (anchors, classes, num, coords, softmax, thresh, ...) for decoding boxes.
 
 ``.weights``: int32 major, minor, revision; ``seen`` as int64 when ``major·10 + minor ≥ 2`` (and both
 < 1000) else int32; then per convolutional layer in order: biases [n], with batch_normalize scales [n],
@@ -34,6 +35,8 @@ import numpy as np
 from ..errors import AttributeValueError, ModelLoadError, UnsupportedOpError
 from ..ir import Graph, TensorType, Value
 from ..ops import fill_attributes, infer_node
+from ..plugins import PLUGIN_OP
+from .darknet_region import RegionPlugin
 
 BN_EPSILON = 1e-5
 LEAKY_ALPHA = 0.1
@@ -240,25 +243,34 @@ class _Builder:
         merged = self.const(f"{name}_shape", np.array([0, c * st * st, h // st, w // st], np.int64))
         return self.node("Reshape", [y, merged], name)
 
-    def region(self, s: _Section, x: Value) -> dict:
+    def region(self, s: _Section, x: Value) -> tuple[dict, Value]:
         num, classes, coords = s.positive("num", 1), s.positive("classes", 20), s.positive("coords", 4)
+        if s.options.get("tree"):
+            raise s.error("the softmax tree of YOLO9000 (tree=) is not supported")
         anchors = s.floats("anchors")
         if len(anchors) != 2 * num:
             raise s.error(f"{len(anchors)} anchor values for num={num} (need {2 * num})")
         if x.type.shape[1] != num * (coords + 1 + classes):
             raise s.error(f"input has {x.type.shape[1]} channels, num*(coords+1+classes) = "
                           f"{num * (coords + 1 + classes)}")
-        return {"anchors": anchors, "classes": classes, "num": num, "coords": coords,
-                "softmax": s.get("softmax", 0), "thresh": s.get("thresh", 0.5, float), "layer": s.layer,
-                "input": x.name, "options": dict(s.options)}
+        params = {"anchors": anchors, "classes": classes, "num": num, "coords": coords,
+                  "softmax": s.get("softmax", 0), "background": s.get("background", 0)}
+        name = f"region{s.layer}"
+        node = self.graph.add_node(PLUGIN_OP, [x], attrs={"plugin": RegionPlugin(**params)}, name=name,
+                                   domain=RegionPlugin.domain, output_names=[name])
+        fill_attributes(node)
+        infer_node(node)
+        info = {**params, "thresh": s.get("thresh", 0.5, float), "layer": s.layer, "input": x.name,
+                "node": name, "options": dict(s.options)}
+        return info, node.outputs[0]
 
 
 def parse_darknet(cfg_path, weights_path=None, batch=None, *, width=None, height=None) -> Graph:
     """Parse a darknet cfg (and its .weights; None gives zero weights) into a type-checked IR graph.
 
     The input is ``data`` float32 [batch or "N", channels, height, width] from the [net] section
-    (``width``/``height`` override it). A ``[region]`` layer ends the graph: its input is the output and
-    ``graph.region`` holds its parameters; without one, the last layer's output is the output.
+    (``width``/``height`` override it). The last layer's output is the graph's; a ``[region]`` layer
+    (a node of the region plugin) must be last, and ``graph.region`` holds its parameters (else None).
     """
     cfg = Path(os.fspath(cfg_path))
     sections = read_cfg(cfg)
@@ -277,7 +289,7 @@ def parse_darknet(cfg_path, weights_path=None, batch=None, *, width=None, height
             raise UnsupportedOpError([(s.where(), f"darknet layer [{kind}]")])
         kind = {"conv": "convolutional", "max": "maxpool"}.get(kind, kind)
         if kind == "region":
-            region = b.region(s, x)
+            region, x = b.region(s, x)
             continue
         x = getattr(b, kind)(s, x)
         if kind == "convolutional":

@@ -22,8 +22,9 @@ arrays, copied and cast to the dtype of the layer's input (float32 for a float32
 Also: ``add_concatenation`` (Concat), ``add_matmul`` (Transpose + MatMul), ``add_scale`` (per-tensor,
 per-channel or elementwise ``(x*scale + shift) ** power`` as Mul/Add/Pow), ``add_batchnorm``
 (BatchNormalization), ``add_lrn`` (LRN), ``add_shuffle`` (Transpose, Reshape with ONNX 0/-1 rules,
-Transpose), ``add_reshape``, ``add_constant``. Node names are the layer names (extra nodes of a layer
-get a suffix: ``fc1_flatten``); ``graph()`` copies, so ``nbtrt.plan``/``nbtrt.compile`` may rewrite it.
+Transpose), ``add_reshape``, ``add_constant``, ``add_plugin`` (a :class:`nbtrt.plugins.Plugin`
+instance). Node names are the layer names (extra nodes of a layer get a suffix: ``fc1_flatten``);
+``graph()`` copies, so ``nbtrt.plan``/``nbtrt.compile`` may rewrite it (plugin instances are shared).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..errors import AttributeValueError, GraphError, ShapeError
+from ..errors import AttributeValueError, GraphError, PluginError, ShapeError
 from ..ir import Graph, Node, TensorType, Value
 from ..ops import fill_attributes, infer_node
+from ..plugins import PLUGIN_OP, Plugin
 
 # activation name -> (ONNX op, {attribute: default}); "clip" takes its bounds as inputs instead
 # activation name -> (ONNX op, fixed attributes, the attributes that alpha and beta set)
@@ -45,7 +47,7 @@ ACTIVATIONS = {"relu": ("Relu", {}, ()), "sigmoid": ("Sigmoid", {}, ()), "tanh":
                "gelu_tanh": ("Gelu", {"approximate": "tanh"}, ()), "clip": ("Clip", {}, ("min", "max"))}
 ELEMENTWISE = {"sum": "Add", "prod": "Mul", "sub": "Sub", "div": "Div", "max": "Max", "min": "Min", "pow": "Pow"}
 POOLING = {"max": "MaxPool", "avg": "AveragePool", "global_max": "GlobalMaxPool", "global_avg": "GlobalAveragePool"}
-_ROLLBACK = (ShapeError, AttributeValueError, GraphError)
+_ROLLBACK = (ShapeError, AttributeValueError, GraphError, PluginError)
 
 
 class Network:
@@ -270,6 +272,22 @@ class Network:
                     shape = self._const(np.array(_ints(arg, "reshape"), np.int64), f"{name}_shape")
                     y = self._node(op, [y, shape], {}, node_name)
             return y if steps else self._node("Identity", [x], {}, name)
+
+    def add_plugin(self, plugin: Plugin, inputs, name: str | None = None):
+        """A plugin layer: its output tensor, or the list of them when the plugin has several."""
+        with self._layering(name, "plugin") as name:
+            if not isinstance(plugin, Plugin):
+                raise GraphError(f"expected a nbtrt.plugins.Plugin instance, got {type(plugin).__name__}")
+            for t in inputs:
+                self._check(t)
+            n = plugin.num_outputs
+            names = [name] if n == 1 else [f"{name}_out{i}" for i in range(n)]
+            node = self._graph.add_node(PLUGIN_OP, list(inputs), n, {"plugin": plugin}, name=name,
+                                        domain=plugin.key()[1], output_names=names)
+            fill_attributes(node)
+            infer_node(node)
+            outs = [self._own(v) for v in node.outputs]
+            return outs[0] if n == 1 else outs
 
     def add_reshape(self, x, shape, name: str | None = None) -> Value:
         return self.add_shuffle(x, reshape=shape, name=name)

@@ -17,9 +17,11 @@ import onnx
 from onnx import numpy_helper
 
 from .. import dtypes
-from ..errors import AttributeValueError, GraphError, ModelLoadError, UnsupportedOpError, node_error
+from ..errors import (AttributeValueError, GraphError, ModelLoadError, PluginNotFoundError, UnsupportedOpError,
+                      node_error)
 from ..ir import Graph, Node, TensorType, Value
 from ..ops import SCHEMAS, fill_attributes, infer_node
+from ..plugins import PLUGIN_OP, create_plugin, find_plugin, normal_domain, not_found
 from .onnx_upgrade import upgrade
 
 MIN_OPSET = 6
@@ -79,7 +81,8 @@ def parse(model) -> Graph:
     """Parse an ONNX model (path, bytes or ModelProto) into a type-checked IR graph."""
     proto = load_model(model)
     opset = _opset(proto)
-    return _Converter(proto.graph, opset).run()
+    domains = {normal_domain(o.domain): o.version for o in proto.opset_import}
+    return _Converter(proto.graph, opset, domains).run()
 
 
 def _opset(proto: onnx.ModelProto) -> int:
@@ -128,8 +131,9 @@ def to_array(t: onnx.TensorProto, what: str) -> np.ndarray:
 
 
 class _Converter:
-    def __init__(self, g: onnx.GraphProto, opset: int):
+    def __init__(self, g: onnx.GraphProto, opset: int, domains: dict | None = None):
         self.proto, self.opset = g, opset
+        self.domains = {**(domains or {}), "": opset}  # domain -> opset version, for plugin lookup
         self.graph = Graph(g.name or "graph")
         self.values: dict[str, Value] = {}
         self.declared = {vi.name: vi.type for vi in list(g.value_info) + list(g.output)}
@@ -167,11 +171,23 @@ class _Converter:
         return v
 
     def _check_ops(self) -> None:
-        bad = [(n.name or (n.output[0] if n.output else n.op_type), f"{n.domain + '::' if n.domain not in ('', 'ai.onnx') else ''}{n.op_type}")
-               for n in self.proto.node
-               if n.domain not in ("", "ai.onnx") or (n.op_type not in SCHEMAS and n.op_type not in FRONTEND_OPS)]
+        """Every op is known, or a registered plugin (PluginNotFoundError lists all that are neither)."""
+        bad = []
+        for n in self.proto.node:
+            domain = normal_domain(n.domain)
+            if self._plugin_key(n) is None or find_plugin(*self._plugin_key(n)) is not None:
+                continue
+            bad += not_found(n.name or (n.output[0] if n.output else n.op_type), n.op_type, domain,
+                             self.domains.get(domain)).unsupported
         if bad:
-            raise UnsupportedOpError(bad)
+            raise PluginNotFoundError(bad)
+
+    def _plugin_key(self, n: onnx.NodeProto) -> tuple[str, str, int | None] | None:
+        """(op, domain, opset version) of a node no schema knows (a plugin op), else None."""
+        domain = normal_domain(n.domain)
+        if not domain and n.op_type != PLUGIN_OP and (n.op_type in SCHEMAS or n.op_type in FRONTEND_OPS):
+            return None
+        return n.op_type, domain, self.domains.get(domain)
 
     def _add_node(self, n: onnx.NodeProto) -> None:
         name = n.name or (n.output[0] if n.output else n.op_type)
@@ -189,7 +205,11 @@ class _Converter:
                 inputs.append(_Pending(x, name, n.op_type))
         outs = [Value(o, self._declared(o)) if o else Value(f"{name}__unused{i}")
                 for i, o in enumerate(n.output)]
-        node = Node(n.op_type, [], outs, attrs, name=name)
+        op, domain = n.op_type, ""
+        if self._plugin_key(n) is not None:
+            op, domain = PLUGIN_OP, normal_domain(n.domain)
+            attrs = {"plugin": create_plugin(name, *self._plugin_key(n), attrs)}
+        node = Node(op, [], outs, attrs, name=name, domain=domain)
         node._inputs = inputs  # resolved in _link once every output exists
         for v in outs:
             v._producer = node

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from ..errors import AttributeValueError, ShapeError, node_error
 from ..ir import Graph, Node, TensorType
-from . import elementwise, nn, tensor
+from . import elementwise, nn, plugin, tensor
 from .schema import REQUIRED, OpSchema, same_dim
 
-SCHEMAS: dict[str, OpSchema] = {**elementwise.SCHEMAS, **nn.SCHEMAS, **tensor.SCHEMAS}
+SCHEMAS: dict[str, OpSchema] = {**elementwise.SCHEMAS, **nn.SCHEMAS, **tensor.SCHEMAS, **plugin.SCHEMAS}
 
 
 def fill_attributes(node: Node) -> None:

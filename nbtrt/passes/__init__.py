@@ -16,6 +16,8 @@ Nothing registers itself on import; to add a pass, write ``passes/<name>.py`` wi
 8. ``merge_parallel``     convs with equal attributes that read the same tensor into one wider conv
 9. ``eliminate_concat``   producers write straight into their slice of the concat buffer
 10. ``dead_code``         remove nodes nothing reads
+11. ``precision``         what each kernel computes in (fp32 / tf32 / fp16, layer_precision overrides)
+                          and which tensors become float16; last, so that it sees the final kernels
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..config import BuildConfig
 from ..ir import Graph
 from ..report import BuildReport
 from . import (bind_shapes, dead_code, eliminate_concat, fold_affine, fold_batchnorm, fold_constants,
-               fuse_elementwise, fuse_epilogue, merge_parallel, remove_identity)
+               fuse_elementwise, fuse_epilogue, merge_parallel, precision, remove_identity)
 
 PIPELINE = (
     bind_shapes,
@@ -38,6 +40,7 @@ PIPELINE = (
     merge_parallel,
     eliminate_concat,
     dead_code,
+    precision,
 )
 
 
@@ -45,6 +48,7 @@ def optimize(graph: Graph, config: BuildConfig | None = None) -> BuildReport:
     """Run the pipeline on ``graph`` in place; return the build report."""
     config = config or BuildConfig()
     report = BuildReport(nodes_before=len(graph.nodes))
+    precision.check_names(graph, config)
     for p in PIPELINE:
         if p.NAME not in config.disabled_passes:
             p.run(graph, config, report)

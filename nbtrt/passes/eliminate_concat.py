@@ -3,9 +3,10 @@ output buffer, so the Concat itself moves no data (it is marked ``in_place`` and
 
 Input i of ``y = Concat(x_0, ..., x_n; axis)`` is the slice ``y[..., o_i : o_i + d_i, ...]`` along
 ``axis`` with ``o_i = sum(d_<i)``: its producer writes it with the concat buffer's strides. That needs,
-per input, a producer that is a kernel (not a graph input, a constant or a view), and the value must be
-read by nothing else, appear once in the concat and be no graph output. An input that does not qualify
-gets a copy kernel that writes its slice, so no Concat copy kernel remains in any case.
+per input, a producer that is a kernel (not a graph input, a constant, a view or a plugin, which
+writes whole tensors), and the value must be read by nothing else, appear once in the concat and be no
+graph output. An input that does not qualify gets a copy kernel that writes its slice, so no Concat
+copy kernel remains in any case.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def _why_not_in_place(graph, concat: Node, v: Value) -> str | None:
         return "it is a graph input or constant"
     if kernel_kind(p) is None:
         return f"it is a view made by {p.name} ({p.op})"
+    if kernel_kind(p) == "plugin":
+        return f"plugin {p.name} writes whole tensors"
     if len(v.uses()) > 1:
         return "other nodes read it too"
     if is_output(graph, v):

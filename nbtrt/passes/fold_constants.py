@@ -11,6 +11,7 @@ import numpy as np
 
 from ..groups import is_group
 from ..ir import Node
+from ..plugins import PLUGIN_OP
 from ..reference import run_node
 
 NAME = "fold_constants"
@@ -18,7 +19,7 @@ NAME = "fold_constants"
 
 def run(graph, config, report) -> None:
     for node in list(graph.nodes):
-        if is_group(node):
+        if is_group(node) or node.op == PLUGIN_OP:  # plugins are opaque: they run in the engine
             continue
         if node.op == "Shape" and node.inputs[0].type.is_static:
             values = [_static_shape(node)]

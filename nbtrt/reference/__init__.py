@@ -13,10 +13,13 @@ import numpy as np
 from ..bindings import check_inputs
 from ..errors import ExecutionError, NbtrtError, UnsupportedOpError, node_error
 from ..ir import Graph, Node
+from ..plugins import PLUGIN_OP
+from ..plugins import run_reference as run_plugin
 from . import elementwise, fused, nn, tensor
 
 KERNELS = {**elementwise.KERNELS, **nn.KERNELS, **tensor.KERNELS}
 KERNELS.update(fused.make_kernels(KERNELS))
+KERNELS[PLUGIN_OP] = run_plugin  # a plugin's own numpy semantics (Plugin.reference)
 
 
 def as_graph(model) -> Graph:
@@ -47,7 +50,14 @@ def run(model, inputs: dict, outputs=None) -> dict[str, np.ndarray]:
 
 
 def run_node(node: Node, args: list) -> list[np.ndarray]:
-    """Run one node's numpy kernel and check its results against the node's inferred types."""
+    """Run one node's numpy kernel and check its results against the node's inferred types.
+
+    A kernel of a mixed-precision build (attribute ``math``, see ``passes/precision.py``) runs as its
+    generated kernel does: float16 inputs widened to float32, float results rounded to the float16 or
+    float32 of its outputs."""
+    mixed = node.attrs.get("math") in ("fp32", "tf32", "fp16")
+    if mixed:
+        args = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float16 else a for a in args]
     try:
         with np.errstate(all="ignore"):
             out = KERNELS[node.op](node, *args)
@@ -56,6 +66,9 @@ def run_node(node: Node, args: list) -> list[np.ndarray]:
     except Exception as e:  # a numpy error is a mismatch the static checks could not see
         raise node_error(ExecutionError, node, f"failed in the reference: {type(e).__name__}: {e}") from e
     results = [np.asarray(r) for r in (out if isinstance(out, (tuple, list)) else [out])]
+    if mixed:
+        results = [r.astype(v.type.dtype) if r.dtype.kind == "f" and v.type.dtype in ("float16", "float32") else r
+                   for v, r in zip(node.outputs, results)] + results[len(node.outputs):]
     for v, r in zip(node.outputs, results):
         t = v.type
         if r.dtype.name != t.dtype or (t.shape is not None and (

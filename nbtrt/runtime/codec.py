@@ -7,6 +7,8 @@ nothing but IR objects:
 - constants are rows ``{"name", "dtype", "shape", "offset", "nbytes"}`` into one weights blob (raw
   little-endian bytes, each array 64-byte aligned), in their final layout and precision;
 - a node is ``{"op", "name", "domain", "inputs": [value name | null], "outputs": [value], "attrs"}``;
+  a plugin node also has ``"plugin": {"op", "domain", "version", "data"}``: the key of its registered
+  plugin and its ``serialize()`` bytes in base64 (loading deserializes them with that plugin);
 - the memory plan is ``{"arena_bytes", "total_bytes", "offsets": {root: byte offset},
   "layouts": [[value, root, element offset, [element strides]], ...]}``.
 
@@ -33,6 +35,7 @@ from ..dtypes import NAMES, np_dtype
 from ..errors import GraphError
 from ..groups import Step
 from ..ir import Graph, Node, TensorType, Value
+from ..plugins import PLUGIN_OP, decode_state, encode_state
 from .memory import Layout, MemoryPlan, nbytes
 
 ALIGN = 64
@@ -164,13 +167,16 @@ def encode_graph(graph: Graph, blob: bytearray) -> dict:
         constants.append({**encode_value(v), "offset": offset, "nbytes": len(raw)})
     nodes = []
     for n in graph.nodes:
+        attrs = {k: a for k, a in n.attrs.items() if not (n.op == PLUGIN_OP and k == "plugin")}
         try:
-            attrs = encode_attr(dict(n.attrs))
+            attrs = encode_attr(attrs)
         except TypeError as e:
             raise TypeError(f"node {n.name!r} ({n.op}): {e}") from None
         nodes.append({"op": n.op, "name": n.name, "domain": n.domain, "attrs": attrs,
                       "inputs": [None if v is None else v.name for v in n.inputs],
                       "outputs": [encode_value(v) for v in n.outputs]})
+        if n.op == PLUGIN_OP:
+            nodes[-1]["plugin"] = encode_state(n)
     return {"name": graph.name, "inputs": [encode_value(v) for v in graph.inputs], "constants": constants,
             "nodes": nodes, "outputs": [v.name for v in graph.outputs]}
 
@@ -206,6 +212,8 @@ def decode_graph(doc: dict, blob) -> Graph:
         attrs = decode_attr(d["attrs"])
         if not isinstance(attrs, dict) or not all(isinstance(x, str) for x in (d["op"], d["name"], d["domain"])):
             raise FormatError(f"malformed node {d.get('name')!r}")
+        if d["op"] == PLUGIN_OP:  # the registered plugin's deserialize makes it again
+            attrs["plugin"] = decode_state(d["plugin"], d["name"])
         graph.insert(Node(d["op"], inputs, outputs, attrs, name=d["name"], domain=d["domain"]))
         by_name.update((v.name, v) for v in outputs)
     try:

@@ -21,8 +21,9 @@ import numpy as np
 from ..bindings import check_inputs, check_names, check_shape, host_array
 from ..codegen.build import jit
 from ..codegen.numba_env import simulated
-from ..errors import InputError
+from ..errors import ExecutionError, InputError
 from .memory import nbytes, strided
+from .plugin_steps import finalize_with, gpu_array, numba_stream, plugin_steps, schedule, sim_array, workspace_bytes
 
 
 class DeviceTensor:
@@ -61,9 +62,19 @@ class ExecutionContext:
         self.engine = engine
         self.captures = 0
         self._backend = _SimBackend(engine) if simulated() else _GpuBackend(engine)
+        self._close = finalize_with(self, self._backend.steps)  # plugins' terminate()
+
+    def close(self) -> None:
+        """Terminate the context's plugins; the context cannot run after this."""
+        self._close()
+
+    def _check_open(self) -> None:
+        if not self._close.alive:
+            raise ExecutionError("this execution context is closed")
 
     def run(self, inputs: dict) -> dict:
         """Run synchronously; return output name -> numpy array."""
+        self._check_open()
         return self._backend.run(inputs, self)
 
     def profile(self, inputs: dict, repeats: int = 20) -> list[dict]:
@@ -83,6 +94,7 @@ class ExecutionContext:
         ``cuda_stream``/``handle``); return output name -> DeviceTensor, valid until the next run."""
         if simulated():
             raise InputError("run_async needs a GPU (the simulator runs synchronously)")
+        self._check_open()
         return self._backend.run_async(inputs, stream, self)
 
 
@@ -91,6 +103,10 @@ class _SimBackend:
         self.engine, mem = engine, engine.memory
         self.arena = np.zeros(max(mem.arena_bytes, 1), np.uint8)
         self.kernels = [(jit(k.spec), k) for k in engine.kernels]
+        self.steps = plugin_steps(engine)
+        self.order = schedule(len(self.kernels), self.steps)
+        size = workspace_bytes(self.steps)
+        self.workspace = sim_array(np.zeros(size, np.uint8), 0, (size,))
 
     def buffer(self, root) -> np.ndarray:
         if root.is_constant:
@@ -98,13 +114,22 @@ class _SimBackend:
         off = self.engine.memory.offsets[id(root)]
         return self.arena[off:off + nbytes(root)].view(root.type.dtype)
 
+    def array(self, v):
+        """A plugin's (simulated) device array over tensor ``v``, in place."""
+        layout = self.engine.memory.layout(v)
+        return sim_array(self.buffer(layout.root), layout.offset, v.type.shape)
+
     def run(self, inputs, ctx) -> dict:
         graph, mem = self.engine.graph, self.engine.memory
         arrays, _ = check_inputs(graph, inputs)
         for v in graph.inputs:
             self.buffer(v)[:] = arrays[v.name].reshape(-1)
-        for dispatcher, k in self.kernels:
-            dispatcher[k.spec.grid, k.spec.block](*[self.buffer(mem.layout(v).root) for v in k.args])
+        for item in self.order:
+            if isinstance(item, int):
+                dispatcher, k = self.kernels[item]
+                dispatcher[k.spec.grid, k.spec.block](*[self.buffer(mem.layout(v).root) for v in k.args])
+            else:
+                item.enqueue(self.array, self.workspace, numba_stream())
         out = {}
         for v in graph.outputs:
             layout = mem.layout(v)
@@ -126,6 +151,12 @@ class _GpuBackend:
         self.bound: dict[int, int] = {}  # id(input) -> the caller's device pointer the graph reads
         self.launches = [(fn, k.spec.grid, k.spec.block, driver.PackedArgs(self._buffers(roots, {})))
                          for fn, k, roots in zip(_engine_functions(engine), engine.kernels, self.roots)]
+        self.steps = plugin_steps(engine)
+        self.order = schedule(len(self.launches), self.steps)
+        size = workspace_bytes(self.steps)
+        self.workspace = driver.DeviceBuffer(size) if size else None
+        self.plugin_roots = {id(mem.layout(v).root) for st in self.steps
+                             for v in st.node.inputs + tuple(st.node.outputs) if v is not None}
 
     def bound_ptr(self, root) -> int:
         """Where ``root`` lives this run: a caller's GPU input tensor, or the arena/constants."""
@@ -164,17 +195,43 @@ class _GpuBackend:
             else:
                 # from pageable host memory the copy is staged before the call returns
                 self.drv.copy_htod(self.ptr(v), host_array(v, x, dims), stream)
-        if self.graph_exec is None:
-            self.drv.begin_capture(self.stream)
-            for fn, grid, block, packed in self.launches:
-                self.drv.launch(fn, grid, block, packed, self.stream)
-            graph_handle, self.graph_exec = self.drv.end_capture(self.stream)
-            self.nodes = self.drv.kernel_nodes(graph_handle, [fn for fn, *_ in self.launches])
-            self._graph = graph_handle
-            ctx.captures += 1
+        changed = {k for k in set(external) | set(self.bound) if external.get(k) != self.bound.get(k)}
+        if self.graph_exec is None or changed & self.plugin_roots:  # plugins' pointers are captured as they are
+            self._capture(external, ctx)
         if external != self.bound:
             self._rebind(external)
         self.drv.graph_launch(self.graph_exec, stream)
+
+    def _capture(self, external: dict[int, int], ctx) -> None:
+        """Capture every launch, kernels and plugins, into a CUDA graph and instantiate it."""
+        ws = self.workspace and gpu_array(self.workspace.ptr, (self.workspace.nbytes,), "uint8")
+        stream = numba_stream(self.stream) if self.steps else None
+        array_of = lambda v: self._plugin_array(v, external)  # noqa: E731
+        if self.steps and self.graph_exec is None:  # Numba compiles the plugins' kernels outside the capture
+            for step in self.steps:
+                step.enqueue(array_of, ws, stream)
+            self.drv.synchronize(self.stream)
+        if self.graph_exec is not None:
+            self.drv.graph_destroy(self._graph, self.graph_exec)
+            self.graph_exec = None
+        self.drv.begin_capture(self.stream)
+        try:
+            for item in self.order:
+                if isinstance(item, int):
+                    self.drv.launch(*self.launches[item], self.stream)
+                else:
+                    item.enqueue(array_of, ws, stream)
+        except BaseException:
+            self.drv.abandon_capture(self.stream)
+            raise
+        self._graph, self.graph_exec = self.drv.end_capture(self.stream)
+        self.nodes = self.drv.kernel_nodes(self._graph, [fn for fn, *_ in self.launches])
+        ctx.captures += 1
+
+    def _plugin_array(self, v, external: dict[int, int]):
+        layout = self.engine.memory.layout(v)
+        ptr = external.get(id(layout.root), self.ptr(layout.root))
+        return gpu_array(ptr + layout.offset * np.dtype(v.type.dtype).itemsize, v.type.shape, v.type.dtype)
 
     def run(self, inputs, ctx) -> dict:
         self._enqueue(inputs, self.stream, ctx)

@@ -151,6 +151,20 @@ def end_capture(stream):
     return graph, check(drv.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
 
 
+def abandon_capture(stream) -> None:
+    """End a capture that failed part way, dropping what was captured (the stream is usable again)."""
+    drv = _driver()
+    status, graph = drv.cuStreamEndCapture(stream)
+    if status == drv.CUresult.CUDA_SUCCESS and graph:
+        drv.cuGraphDestroy(graph)
+
+
+def graph_destroy(graph, graph_exec) -> None:
+    """Free a captured graph and its executable (before capturing again)."""
+    check(_driver().cuGraphExecDestroy(graph_exec), "cuGraphExecDestroy")
+    check(_driver().cuGraphDestroy(graph), "cuGraphDestroy")
+
+
 def kernel_nodes(graph, functions) -> list:
     """The graph's kernel node for each function (each of our kernels has a function of its own)."""
     drv = _driver()

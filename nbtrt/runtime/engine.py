@@ -26,6 +26,7 @@ from ..groups import kernel_kind, sources
 from ..ir import Graph, Value
 from ..report import BuildReport
 from .memory import MemoryPlan, plan_memory
+from .plugin_steps import configure_plugins
 
 
 @dataclass
@@ -96,7 +97,7 @@ def generate_kernels(graph: Graph, memory: MemoryPlan, tactic_for=None) -> list[
     kernels = []
     for node in graph.nodes:
         kind = kernel_kind(node)
-        if kind is None:
+        if kind is None or kind == "plugin":  # views launch nothing; plugins run their own kernels
             continue
         outs = [tensor_arg(f"out{i}", v, memory) for i, v in enumerate(node.outputs)]
         ins = [None if v is None else tensor_arg(f"in{k}", v, memory) for k, v in enumerate(node.inputs)]
@@ -120,6 +121,7 @@ def build(graph: Graph, report: BuildReport, config: BuildConfig, arch: str | No
     if arch is not None:
         check_cross_compile(arch, config)
     memory = plan_memory(graph)
+    configure_plugins(graph, config.precision)
     if arch is None and not simulated():
         from . import driver
         arch = driver.arch()

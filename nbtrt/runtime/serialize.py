@@ -23,6 +23,9 @@ The payload's members: ``graph.json`` (the optimized graph, memory plan and kern
 kind, entry function, parameters with the value behind each, dtypes, grid, block, tactic, entry symbol,
 arch and member names), ``weights.bin`` (the constants' raw bytes in their final layout and precision),
 and per kernel ``kernels/NNN_<name>.py`` (generated source), ``.cubin`` and ``.ptx`` (when compiled).
+Plugin nodes keep their plugin's key and ``serialize()`` state in ``graph.json``; loading recreates
+them with the registered plugin's ``deserialize`` (an unregistered one raises PluginNotFoundError);
+the header's ``plugins`` lists them.
 Zip tools skip the prelude: ``unzip -l ENGINE`` lists the members, ``nbtrt inspect`` summarises them.
 
 Loading parses JSON and raw arrays only, nothing is unpickled or executed, and it never calls Numba's
@@ -51,8 +54,9 @@ from ..codegen.build import Compiled
 from ..codegen.kernel import KernelSpec
 from ..codegen.numba_env import simulated
 from ..config import BuildConfig
-from ..errors import ArchMismatchError, EngineFileError, EngineVersionError, NbtrtError
+from ..errors import ArchMismatchError, EngineFileError, EngineVersionError, NbtrtError, PluginError, PluginNotFoundError
 from ..groups import kernel_kind
+from ..plugins import PLUGIN_OP, describe
 from ..report import BuildReport, Decision
 from . import codec
 from . import engine as engine_module
@@ -130,7 +134,12 @@ def _header(engine: Engine, weights_bytes: int) -> dict:
         "inputs": [codec.encode_value(v) for v in engine.graph.inputs],
         "outputs": [codec.encode_value(v) for v in engine.graph.outputs],
         "memory": {"arena_bytes": engine.memory.arena_bytes, "total_bytes": engine.memory.total_bytes},
-        "weights_bytes": weights_bytes, "kernels": table})
+        "weights_bytes": weights_bytes, "kernels": table, "plugins": plugin_table(engine.graph)})
+
+
+def plugin_table(graph) -> list[dict]:
+    """The plugin nodes, for display: node name and plugin (op, domain, version)."""
+    return [{"node": n.name, "plugin": describe(*n.attrs["plugin"].key())} for n in graph.nodes if n.op == PLUGIN_OP]
 
 
 def _plain(x):
@@ -264,6 +273,11 @@ def load(source, strict: bool = False) -> Engine:
         engine = _decode(f)
     except EngineFileError:
         raise
+    except PluginNotFoundError as e:
+        raise PluginNotFoundError(e.unsupported, f"{f.label}: the engine needs a plugin that is not registered "
+                                  "(register it before loading)") from None
+    except PluginError as e:
+        raise PluginError(f"{f.label}: {e}") from e
     except (codec.FormatError, KeyError, TypeError, ValueError, IndexError, AttributeError, NbtrtError) as e:
         raise f.error(f"malformed engine file ({type(e).__name__}: {e})") from None
     _ensure_code(engine, f.label, strict)

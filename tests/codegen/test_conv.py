@@ -73,18 +73,23 @@ def conv_case(draw):
     return (batch, cg * groups) + tuple(sizes), (mg * groups, cg) + tuple(kernel), attrs
 
 
+def epilogue_group(x_shape, w_shape, attrs, epi):
+    """(conv group with epilogue ``epi`` — none, bias_relu or residual —, its extra input shapes)."""
+    m, rank = w_shape[0], len(x_shape)
+    probe = conv_group(x_shape, w_shape, attrs)
+    extra = {"none": [], "bias_relu": [(m,) + (1,) * (rank - 2)],
+             "residual": [(m,) + (1,) * (rank - 2), out_shape(probe)]}[epi]
+    program = {"none": (), "bias_relu": BIAS_RELU, "residual": RESIDUAL}[epi]
+    return conv_group(x_shape, w_shape, attrs, (program,), extra), extra
+
+
 @settings(max_examples=40, deadline=None)
 @given(conv_case(), st.sampled_from(["direct", "implicit_gemm", "implicit_gemm"]), st.sampled_from(SMALL_TILES),
        st.sampled_from(["none", "bias_relu", "residual"]), st.integers(0, 999))
 def test_conv_random(case, algorithm, tile, epi, seed):
     x_shape, w_shape, attrs = case
     rng = np.random.default_rng(seed)
-    m = w_shape[0]
-    probe = conv_group(x_shape, w_shape, attrs)
-    extra = {"none": [], "bias_relu": [(m,) + (1,) * (len(x_shape) - 2)],
-             "residual": [(m,) + (1,) * (len(x_shape) - 2), out_shape(probe)]}[epi]
-    program = {"none": (), "bias_relu": BIAS_RELU, "residual": RESIDUAL}[epi]
-    node = conv_group(x_shape, w_shape, attrs, (program,), extra)
+    node, extra = epilogue_group(x_shape, w_shape, attrs, epi)
     arrays = [rng.standard_normal(s).astype(np.float32) for s in [x_shape, w_shape] + extra]
     tactic = dict(algorithm="direct", threads=64) if algorithm == "direct" else dict(algorithm=algorithm, **tile)
     assert conv.valid(node, tactic)
@@ -188,7 +193,7 @@ def test_source_is_readable_and_float32_only():
         assert np.prod(spec.block) <= 1024
     assert not conv.valid(node, dict(algorithm="gemm_1x1", bm=16, bn=16, bk=8, tm=2, tn=2, split_k=1))
     assert not conv.valid(node, dict(algorithm="implicit_gemm", bm=128, bn=128, bk=32, tm=8, tn=8, split_k=2))
-    assert conv.pick(conv.geometry(node, ins))["algorithm"] == "implicit_gemm"
+    assert conv.pick(conv.geometry(node, ins), node)["algorithm"] == "implicit_gemm"
     dw = conv_group((1, 32, 8, 8), (32, 1, 3, 3), dict(group=32, pads=(1, 1, 1, 1)))
     assert conv.emit(dw, [TensorArg.contiguous("out0", "float32", out_shape(dw))],
                      [TensorArg.contiguous(f"in{k}", "float32", v.type.shape) for k, v in enumerate(dw.inputs)]
@@ -228,3 +233,16 @@ def test_engine_inception_block(monkeypatch, direct):
     convs = [r for r in kernel_table(engine) if r["kind"] == "conv"]
     assert any("+" in r["name"] for r in convs)  # the merged pair
     assert all((r["tactic"]["algorithm"] == "direct") == direct for r in convs)
+
+
+@pytest.mark.parametrize("x, w, attrs, tile", [
+    ((2, 16, 6, 7), (8, 16, 3, 3), dict(pads=(1, 1, 1, 1)), dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=1)),
+    ((1, 32, 7, 5), (12, 16, 3, 3), dict(group=2, strides=(2, 2), pads=(1, 0, 2, 1), dilations=(2, 1)),
+     dict(bm=16, bn=32, bk=16, tm=2, tn=4, split_k=1)),
+    ((1, 16, 5, 5), (9, 16, 5, 5), dict(pads=(2, 2, 2, 2)), dict(bm=16, bn=16, bk=8, tm=2, tn=2, split_k=2))])
+def test_tap_major_order(x, w, attrs, tile):
+    """Cg a multiple of BK: K runs (tap, channel), one tap per K slice (window bounds once per slice)."""
+    node = conv_group(x, w, attrs, (BIAS_RELU,), [(w[0], 1, 1)])
+    arrays = [np.random.default_rng(0).standard_normal(v.type.shape).astype(np.float32) for v in node.inputs]
+    spec = assert_matches(node, arrays, rtol=1e-4, atol=1e-5, tactic=dict(algorithm="implicit_gemm", unroll=True, **tile))
+    assert "tap = k0 //" in spec.source

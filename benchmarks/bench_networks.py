@@ -1,12 +1,14 @@
-"""Strict-FP32 latency and throughput: nbtrt against PyTorch on the same GPU, in one run.
+"""Latency and throughput: nbtrt against PyTorch on the same GPU, in one run (strict FP32, TF32 or FP16).
 
 For each torchvision network (random weights, eval mode) and batch size: the model is exported to
 ONNX, built with nbtrt, and timed beside PyTorch eager, PyTorch eager + CUDA graph and
-torch.compile + CUDA graph ("reduce-overhead"), with TF32 off everywhere. Every contender gets the
-same GPU-resident input; times are CUDA-event times of one inference, median and p90 over the runs
+torch.compile + CUDA graph ("reduce-overhead"), with TF32 off everywhere (``--precision fp32``), on
+(``tf32``), or in half precision (``fp16``: PyTorch runs the model in float16 with channels_last
+tensors and a float16 input; nbtrt builds with ``precision="fp16"`` and takes the model's float32
+input). Every contender gets the same GPU-resident input; times are CUDA-event times of one inference, median and p90 over the runs
 after a warm-up. nbtrt's output is checked against PyTorch's before it is timed.
 
-    python benchmarks/bench_fp32.py --models resnet50 googlenet --batches 1 64 [--no-compile]
+    python benchmarks/bench_networks.py --models resnet50 googlenet --batches 1 64 [--no-compile] [--precision fp16]
         [--tuning fast|full|none] [--timing-cache cache.json] [--markdown out.md]
 
 torch is imported here only: it is a benchmark dependency, not one of nbtrt's.
@@ -66,7 +68,8 @@ def cuda_graphed(fn, x, torch):
 def bench_nbtrt(path, x, torch, args):
     import nbtrt
     t0 = time.perf_counter()
-    engine = nbtrt.compile(path, dims={"N": x.shape[0]}, tuning=args.tuning, timing_cache=args.timing_cache)
+    engine = nbtrt.compile(path, precision=args.precision, dims={"N": x.shape[0]}, tuning=args.tuning,
+                           timing_cache=args.timing_cache)
     build_s = time.perf_counter() - t0
     ctx = engine.create_context()
     name = engine.input_names[0]
@@ -91,6 +94,10 @@ def bench_model(name, batch, args, torch, tv, rows):
                       dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, dynamo=False)
     with torch.no_grad():
         ref = model(x)
+        x_fp32 = x
+        if args.precision == "fp16":
+            model = model.half().to(memory_format=torch.channels_last)
+            x = x.half().contiguous(memory_format=torch.channels_last)
         results = {"eager": time_cuda(lambda: model(x), torch)}
         replay, _ = cuda_graphed(model, x, torch)
         results["eager+graph"] = time_cuda(replay, torch)
@@ -99,7 +106,7 @@ def bench_model(name, batch, args, torch, tv, rows):
             for _ in range(3):
                 compiled(x)
             results["compile+graph"] = time_cuda(lambda: compiled(x), torch)
-    run, y, engine, build_s = bench_nbtrt(path, x, torch, args)
+    run, y, engine, build_s = bench_nbtrt(path, x_fp32, torch, args)
     err = float((y - ref).abs().max() / ref.abs().max())
     results["nbtrt"] = time_cuda(run, torch)
     mem = engine.memory
@@ -122,10 +129,10 @@ def format_row(row) -> str:
             f"build {row['build_s']:.0f} s, peak {row['peak_mb']:.0f} MB of {row['sum_mb']:.0f} MB")
 
 
-def markdown(rows, torch) -> str:
+def markdown(rows, torch, args) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [f"GPU: {torch.cuda.get_device_name()}; date {datetime.date.today()}; commit {commit or '?'}; "
-             f"torch {torch.__version__}; strict FP32 (TF32 off); CUDA-event median / p90 of one inference.", "",
+             f"torch {torch.__version__}; precision {args.precision}; CUDA-event median / p90 of one inference.", "",
              "| model | batch | nbtrt ms (p90) | eager ms | eager+graph ms | compile+graph ms | "
              "eager+graph / nbtrt | nbtrt img/s | rel. err | peak / sum activations MB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -147,17 +154,18 @@ def main() -> None:
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--tuning", default="fast", choices=["none", "fast", "full"], help="nbtrt's tuning level")
     parser.add_argument("--timing-cache", help="nbtrt timing cache file (reused across runs)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "fp16"])
     args = parser.parse_args()
     import torch
     import torchvision as tv
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
     torch.backends.cudnn.benchmark = True
     rows = []
     for name in args.models:
         for batch in args.batches:
             bench_model(name, batch, args, torch, tv, rows)
-    table = markdown(rows, torch)
+    table = markdown(rows, torch, args)
     print(table)
     if args.markdown:
         with open(args.markdown, "w") as f:

@@ -1,0 +1,138 @@
+"""Inline-PTX intrinsics for the tensor-core templates (numba-cuda has no mma, ldmatrix or raw loads).
+
+Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction through
+``builder.asm`` (DESIGN.md §3: verified on the H100), so generated kernels call them like functions:
+
+- ``mma_f16(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3)`` → 4 float32: ``mma.sync.aligned.m16n8k16.row.col
+  .f32.f16.f16.f32``. A (16×16, row-major) arrives as four 32-bit registers of two halves each, B
+  (16×8, column-major) as two, C/D (16×8 float32) as four. With ``g = lane // 4`` and ``t = lane % 4``
+  a thread holds A[g, 2t:2t+2] (a0), A[g+8, 2t:2t+2] (a1), A[g, 2t+8:2t+10] (a2), A[g+8, 2t+8:2t+10]
+  (a3); B[2t:2t+2, g] (b0), B[2t+8:2t+10, g] (b1); C[g, 2t:2t+2] (c0, c1), C[g+8, 2t:2t+2] (c2, c3).
+- ``mma_tf32(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3)``: ``m16n8k8 .tf32``; one element per register:
+  A[g, t], A[g+8, t], A[g, t+4], A[g+8, t+4]; B[t, g], B[t+4, g]; C as above.
+- ``ldsm_x4(addr)`` / ``ldsm_x4_t(addr)`` → 4 uint32: ``ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16``;
+  lane l gives the shared address of row l % 8 of 8×8 matrix l // 8 and receives, of each matrix i,
+  register i = its elements [l // 4, 2(l % 4) : 2(l % 4) + 2] (transposed with ``.trans``). For 32-bit
+  elements (tf32) ``ldsm_x4`` of a row-major 8×4 block gives element [l // 4, l % 4].
+- ``shared_addr(array)``: the 32-bit shared-window address of a shared array's first element.
+- ``bits16(array, i)`` → uint32: the raw 16 bits of element i of a 2-byte array (zero-extended);
+  ``bits32(array, i)``: the 32 bits at element i (two halves; i even), read through the read-only cache.
+- ``pack_f16(lo, hi)`` → uint32: two float32 rounded to halves, ``lo`` in the low 16 bits;
+  ``tf32(x)`` → uint32: float32 rounded (to nearest, away) to tf32.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.cuda.extending import intrinsic
+
+_I32, _I64, _F32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
+
+
+def _asm(builder, result, args, text, constraints, reads_shared=False):
+    """One inline-PTX instruction. ``reads_shared``: it reads shared memory, so it is volatile and
+    clobbers memory (else LLVM would hoist a loop-invariant ldmatrix out of the K loop, past the
+    barriers, as if it were a pure function of its address)."""
+    ftype = ir.FunctionType(result, [a.type for a in args])
+    if reads_shared:
+        constraints += ",~{memory}"
+    return builder.asm(ftype, text, constraints, args, side_effect=reads_shared)
+
+
+def _mma(shape_ptx: str):
+    @intrinsic
+    def mma(typingctx, a0, a1, a2, a3, b0, b1, c0, c1, c2, c3):
+        sig = types.UniTuple(types.float32, 4)(types.uint32, types.uint32, types.uint32, types.uint32,
+                                                types.uint32, types.uint32, types.float32, types.float32,
+                                                types.float32, types.float32)
+
+        def codegen(context, builder, signature, args):
+            out = _asm(builder, ir.LiteralStructType([_F32] * 4), args,
+                       f"mma.sync.aligned.{shape_ptx}.f32 {{$0,$1,$2,$3}}, {{$4,$5,$6,$7}}, {{$8,$9}}, "
+                       "{$10,$11,$12,$13};", "=f,=f,=f,=f,r,r,r,r,r,r,f,f,f,f")
+            return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+        return sig, codegen
+    return mma
+
+
+mma_f16 = _mma("m16n8k16.row.col.f32.f16.f16")
+mma_tf32 = _mma("m16n8k8.row.col.f32.tf32.tf32")
+
+
+def _ldsm(trans: str):
+    @intrinsic
+    def ldsm(typingctx, addr):
+        sig = types.UniTuple(types.uint32, 4)(types.uint32)
+
+        def codegen(context, builder, signature, args):
+            out = _asm(builder, ir.LiteralStructType([_I32] * 4), args,
+                       f"ldmatrix.sync.aligned.m8n8.x4{trans}.shared.b16 {{$0,$1,$2,$3}}, [$4];",
+                       "=r,=r,=r,=r,r", reads_shared=True)
+            return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+        return sig, codegen
+    return ldsm
+
+
+ldsm_x4 = _ldsm("")
+ldsm_x4_t = _ldsm(".trans")
+
+
+@intrinsic
+def shared_addr(typingctx, array):
+    sig = types.uint32(array)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        generic = builder.ptrtoint(data, _I64)
+        return builder.trunc(_asm(builder, _I64, [generic], "cvta.to.shared.u64 $0, $1;", "=l,l"), _I32)
+    return sig, codegen
+
+
+def _element_pointer(context, builder, arrty, array, index, itype):
+    data = context.make_array(arrty)(context, builder, array).data
+    ptr = builder.gep(data, [index])
+    return builder.bitcast(ptr, itype.as_pointer())
+
+
+@intrinsic
+def bits16(typingctx, array, index):
+    sig = types.uint32(array, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1], ir.IntType(16))
+        return builder.zext(builder.load(ptr), _I32)
+    return sig, codegen
+
+
+@intrinsic
+def bits32(typingctx, array, index):
+    sig = types.uint32(array, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1], _I32)
+        return _asm(builder, _I32, [builder.ptrtoint(ptr, _I64)], "ld.global.nc.u32 $0, [$1];", "=r,l")
+    return sig, codegen
+
+
+@intrinsic
+def pack_f16(typingctx, lo, hi):
+    sig = types.uint32(types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        lo, hi = args
+        return _asm(builder, _I32, [hi, lo], "cvt.rn.f16x2.f32 $0, $1, $2;", "=r,f,f")
+    return sig, codegen
+
+
+@intrinsic
+def tf32(typingctx, x):
+    sig = types.uint32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return _asm(builder, _I32, list(args), "cvt.rna.tf32.f32 $0, $1;", "=r,f")
+    return sig, codegen
+
+
+INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "ldsm_x4": ldsm_x4, "ldsm_x4_t": ldsm_x4_t,
+              "shared_addr": shared_addr, "bits16": bits16, "bits32": bits32, "pack_f16": pack_f16, "tf32": tf32}
