@@ -1,6 +1,6 @@
 """Per-kernel times of an nbtrt engine (each kernel launched alone, CUDA events), slowest first.
 
-    python benchmarks/profile_kernels.py MODEL.onnx|zoo:NAME|tv:resnet50 [--batch 64] [--top 25]
+    python benchmarks/profile_kernels.py MODEL.onnx|zoo:NAME|tv:resnet50 [--batch 64] [--top 25] [--precision fp16]
 
 ``tv:NAME`` exports a torchvision network (random weights) to ONNX first (needs torch).
 """
@@ -37,9 +37,10 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "fp16"])
     args = parser.parse_args()
     import nbtrt
-    engine = nbtrt.compile(model_path(args.model), dims={"N": args.batch})
+    engine = nbtrt.compile(model_path(args.model), precision=args.precision, dims={"N": args.batch})
     ctx = engine.create_context()
     v = engine.graph.inputs[0]
     x = np.random.default_rng(0).standard_normal(v.type.shape).astype(v.type.dtype)

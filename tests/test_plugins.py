@@ -398,3 +398,20 @@ def test_engine_file_with_a_plugin_whose_deserialize_fails(tmp_path):
     register_plugin(Fragile, replace=True)
     with pytest.raises(PluginError, match="engine bytes: node 'fragile' .*deserialize raised ValueError: unexpected"):
         nbtrt.load(data)
+
+
+@pytest.mark.gpu
+def test_gpu_first_run_is_right_when_a_plugin_output_reuses_the_input_memory():
+    """Before the first capture the plugins run once (so that Numba compiles their kernels); with
+    memory reuse a plugin's output may lie where the network input lives, so the input must be copied
+    after that warm-up (found on the H100: the first run read a clobbered input)."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+    import custom_op
+    m = custom_op.make_model(size=16)
+    x = rand(2, 3, 16, 16)
+    want = reference.run(m, {"image": x})["features"]
+    engine = nbtrt.compile(m, dims={"N": 2})
+    for _ in range(2):
+        np.testing.assert_allclose(engine.run({"image": x})["features"], want, rtol=1e-5, atol=1e-5)

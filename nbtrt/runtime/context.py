@@ -187,17 +187,20 @@ class _GpuBackend:
         check_names(graph, inputs)
         dims: dict[str, int] = {}
         external: dict[int, int] = {}
+        host = []
         for v in graph.inputs:
             x = inputs[v.name]
             if hasattr(x, "__cuda_array_interface__"):
                 external[id(v)] = _gpu_array(v.name, x, v.type.dtype, v.type.shape, dims, self.device,
                                              self.drv.pointer_device)
             else:
-                # from pageable host memory the copy is staged before the call returns
-                self.drv.copy_htod(self.ptr(v), host_array(v, x, dims), stream)
+                host.append((v, host_array(v, x, dims)))
         changed = {k for k in set(external) | set(self.bound) if external.get(k) != self.bound.get(k)}
         if self.graph_exec is None or changed & self.plugin_roots:  # plugins' pointers are captured as they are
             self._capture(external, ctx)
+        for v, x in host:  # after a capture: its plugin warm-up may write where an input lives (memory reuse)
+            # from pageable host memory the copy is staged before the call returns
+            self.drv.copy_htod(self.ptr(v), x, stream)
         if external != self.bound:
             self._rebind(external)
         self.drv.graph_launch(self.graph_exec, stream)
