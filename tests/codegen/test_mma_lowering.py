@@ -1,0 +1,36 @@
+"""The tensor-core kernels (which the simulator cannot run: no inline PTX there) are generated, type
+and lower for a real GPU in CI: Numba's CUDA front end (typing and LLVM lowering with the inline-PTX
+intrinsics, no NVVM, GPU or CUDA toolkit needed) compiles each one in a process without the
+simulator. Their numerics are checked on the GPU (tests/gpu/test_mma_gpu.py)."""
+
+from lowering import run
+
+SCRIPT = r"""
+from nbtrt.codegen import conv, gemm
+from nbtrt.codegen.kernel import TensorArg
+from lowering import lower_all
+from test_mma_gpu import conv_node, gemm_node
+
+def args(node):
+    ins = [TensorArg.contiguous(f"in{k}", v.type.dtype, v.type.shape) for k, v in enumerate(node.inputs)]
+    return [TensorArg.contiguous("out0", node.outputs[0].type.dtype, node.outputs[0].type.shape)], ins
+
+cases = []
+for math, dtype in (("f16", "float16"), ("tf32", "float32")):
+    # 3x3 with 64 channels per group: K in (tap, channel) order; 5 channels: the per-element decode; 1x1
+    for x, w, attrs in [((2, 64, 9, 9), (40, 64, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1))),
+                        ((1, 5, 9, 7), (24, 5, 3, 3), dict(kernel_shape=(3, 3), strides=(2, 2))),
+                        ((2, 32, 6, 6), (48, 32, 1, 1), dict(kernel_shape=(1, 1)))]:
+        node = conv_node(x, w, attrs, dtype, math, residual=True)
+        for t in [t for t in conv.TACTICS if t.get("algorithm") == "mma" and t["math"] == math][:2]:
+            cases.append(conv.emit(node, *args(node), t))
+    node = gemm_node("Gemm", (40, 70), (30, 70), dict(transA=0, transB=1, alpha=1.0, beta=1.0), dtype, math)
+    cases.append(gemm.emit(node, *args(node), next(t for t in gemm.TACTICS if t.get("algorithm") == "mma"
+                                                   and t["math"] == math and gemm.valid(node, t))))
+assert all("mma_" in spec.source for spec in cases)
+lower_all(cases)
+"""
+
+
+def test_tensor_core_kernels_lower_for_the_gpu():
+    assert "14 kernels, 0 failures" in run(SCRIPT)
