@@ -170,8 +170,15 @@ class Graph:
         for v in node.outputs:
             if v._uses or v in self.outputs:
                 raise GraphError(f"cannot remove node {node.name!r}: output {v.name!r} is still used")
+        self.take_out(node)
+
+    def take_out(self, node: Node) -> int:
+        """Remove ``node`` while its outputs pass to a replacement node (so they may still be read):
+        drop its uses of its inputs and its place in the order; return that place."""
+        index = self.nodes.index(node)
         node.detach()
-        self.nodes.remove(node)
+        del self.nodes[index]
+        return index
 
     def replace_uses(self, old: Value, new: Value) -> None:
         """Make every reader of ``old`` (and the graph outputs) read ``new`` instead."""

@@ -91,9 +91,7 @@ class BatchNormToScaleShift(Rule):
         s_const = graph.add_constant(f"{bn.name}_scale_value", s.reshape(shape).astype(dtype))
         t_const = graph.add_constant(f"{bn.name}_shift_value", t.reshape(shape).astype(dtype))
         params = list(bn.inputs[1:])
-        index = graph.nodes.index(bn)
-        bn.detach()  # y moves to the Add below: take the BN out by hand
-        graph.nodes.remove(bn)
+        index = graph.take_out(bn)  # y moves to the Add below
         mul = graph.add_node("Mul", [x, s_const], name=f"{bn.name}_scale", index=index)
         infer_node(mul)
         add = graph.insert(Node("Add", [mul.outputs[0], t_const], [y], name=f"{bn.name}_shift"), index + 1)

@@ -61,8 +61,6 @@ def _build(graph: Graph, root: Node, members: list[Node]) -> None:
         node_step(prog, node)
     attrs = group_attrs(None, {}, 0, (), (prog.program(),), tuple(n.name for n in members))
     group = Node(group_op(None), prog.inputs, [root.outputs[0]], attrs, name=root.name)
-    index = graph.nodes.index(root)
-    root.detach()
-    del graph.nodes[index]
+    index = graph.take_out(root)
     graph.insert(group, index)
     remove_nodes(graph, [n for n in members if n is not root])

@@ -224,9 +224,7 @@ class Chain:
                             (self.prog.program(),), tuple(n.name for n in nodes))
         group = Node(group_op(self.base.op), self.prog.inputs, [self.cur], attrs, name=self.base.name)
         last = nodes[-1]
-        index = self.graph.nodes.index(last)
-        last.detach()
-        del self.graph.nodes[index]
+        index = self.graph.take_out(last)
         self.graph.insert(group, index)
         remove_nodes(self.graph, nodes[:-1])
         if self.view is not None:

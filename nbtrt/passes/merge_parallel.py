@@ -75,8 +75,7 @@ class MergeParallelConvs(Rule):
         attrs = dict(first.attrs, splits=tuple(splits), epilogues=tuple(epilogues), sources=tuple(sources))
         at = graph.nodes.index(first)
         for p in parts:
-            p.detach()
-            graph.nodes.remove(p)
+            graph.take_out(p)
         graph.insert(Node("nbtrt.conv", inputs, outputs, attrs, name="+".join(p.name for p in parts)), at)
 
 

@@ -125,8 +125,7 @@ def fold_into(graph: Graph, fold: Fold, m: np.ndarray, a: np.ndarray) -> Node:
     new = Node(node.op, [node.inputs[0], new_w, new_b], [out], attrs, name=node.name, domain=node.domain)
     graph.insert(new, graph.nodes.index(node))
     reader_inputs = [v for v in reader.inputs if v is not None]
-    reader.detach()  # the reader's output now belongs to ``new``: take the reader out by hand
-    graph.nodes.remove(reader)
+    graph.take_out(reader)  # the reader's output now belongs to ``new``
     graph.remove_node(node)
     infer_node(new)
     drop_constants(graph, old + reader_inputs)
