@@ -72,14 +72,19 @@ def test_mma_conv_matches_reference(data):
 @pytest.mark.parametrize("math", ["f16", "tf32"])
 @pytest.mark.parametrize("shape", mma_tiled.SHAPES)
 def test_every_tile_shape_at_a_resnet_layer(math, shape):
-    """A ResNet-50-like 3×3 layer (not a multiple of any tile: 200 output channels, 15×15 pixels)."""
-    bm, bn, wm, wn = shape
-    node = conv_node((2, 72, 15, 15), (200, 72, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)),
-                     "float16" if math == "f16" else "float32", math, residual=True)
+    """A ResNet-50-like 3×3 layer (not a multiple of any tile: 200 output channels, 15×15 pixels); 72
+    input channels (K decoded per element) and 64 (K in (tap, channel) order, one tap per K slice)."""
+    for channels in (72, 64):
+        node = conv_node((2, channels, 15, 15), (200, channels, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)),
+                         "float16" if math == "f16" else "float32", math, residual=True)
+        _check_shape(node, math, shape, channels == 64)
+
+
+def _check_shape(node, math, shape, tap_major):
     tactic = next(t for t in conv.TACTICS if t.get("algorithm") == "mma" and t["math"] == math
                   and (t["bm"], t["bn"], t["wm"], t["wn"]) == shape)
     spec = check(node, tactic, np.random.default_rng(1))
-    assert "mma_" in spec.source
+    assert "mma_" in spec.source and ("tap = k0 //" in spec.source) == tap_major
 
 
 def test_fp32_kernels_do_not_use_tensor_cores():
