@@ -4,19 +4,23 @@ Nothing registers itself on import; to add a pass, write ``passes/<name>.py`` wi
 ``run(graph, config, report)`` and put it in :data:`PIPELINE` where it belongs. Order matters:
 
 1. ``bind_shapes``        fix the input shapes the config gives, re-infer every type
-2. ``fold_constants``     evaluate nodes whose inputs are all constant (weights built by
+2. ``fold_qdq``           explicit quantization: Q -> DQ activation pairs removed (their scales to
+                          ``graph.quant_scales``), DQ of int8 weights folded to float constants (their
+                          scales to ``graph.weight_scales``); before fold_constants, which would
+                          evaluate the weight DQs and lose their scales
+3. ``fold_constants``     evaluate nodes whose inputs are all constant (weights built by
                           ConstantOfShape, Shape/Gather/Concat/Reshape chains on static shapes, Casts)
-3. ``remove_identity``    drop Identity and Dropout (inference)
-4. ``fold_batchnorm``     BatchNormalization into the preceding Conv/ConvTranspose/Gemm weights; a
+4. ``remove_identity``    drop Identity and Dropout (inference)
+5. ``fold_batchnorm``     BatchNormalization into the preceding Conv/ConvTranspose/Gemm weights; a
                           lone BN becomes a per-channel Mul + Add
-5. ``fold_affine``        per-channel Mul/Add by constants after a Conv/Gemm into its weights/bias
-6. ``fuse_epilogue``      bias, scale/shift, activations and a residual add into the producing
+6. ``fold_affine``        per-channel Mul/Add by constants after a Conv/Gemm into its weights/bias
+7. ``fuse_epilogue``      bias, scale/shift, activations and a residual add into the producing
                           conv/gemm/pool group
-7. ``fuse_elementwise``   the remaining element-wise chains into one group each
-8. ``merge_parallel``     convs with equal attributes that read the same tensor into one wider conv
-9. ``eliminate_concat``   producers write straight into their slice of the concat buffer
-10. ``dead_code``         remove nodes nothing reads
-11. ``precision``         what each kernel computes in (fp32 / tf32 / fp16, layer_precision overrides)
+8. ``fuse_elementwise``   the remaining element-wise chains into one group each
+9. ``merge_parallel``     convs with equal attributes that read the same tensor into one wider conv
+10. ``eliminate_concat``  producers write straight into their slice of the concat buffer
+11. ``dead_code``         remove nodes nothing reads
+12. ``precision``         what each kernel computes in (fp32 / tf32 / fp16, layer_precision overrides)
                           and which tensors become float16; last, so that it sees the final kernels
 """
 
@@ -25,11 +29,12 @@ from __future__ import annotations
 from ..config import BuildConfig
 from ..ir import Graph
 from ..report import BuildReport
-from . import (bind_shapes, dead_code, eliminate_concat, fold_affine, fold_batchnorm, fold_constants,
+from . import (bind_shapes, dead_code, eliminate_concat, fold_affine, fold_batchnorm, fold_constants, fold_qdq,
                fuse_elementwise, fuse_epilogue, merge_parallel, precision, remove_identity)
 
 PIPELINE = (
     bind_shapes,
+    fold_qdq,
     fold_constants,
     remove_identity,
     dead_code,

@@ -5,7 +5,8 @@ Convs ``y_i = W_i * x`` (same kernel, strides, pads, dilations, group = 1, const
 channels. The merged group keeps one output per original conv — output i is channel slice
 ``[sum(C_<i), sum(C_<i) + C_i)`` of the product — and each output keeps its own epilogue (bias,
 activation), so every consumer reads its own tensor and nothing is copied. One rule merges any number
-of convs: the readers of a tensor are grouped by the key of their attributes.
+of convs: the readers of a tensor are grouped by the key of their attributes. Weights with int8 scales
+(``graph.weight_scales``, from ``fold_qdq``) give the merged weight the concatenated per-channel scales.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class MergeParallelConvs(Rule):
         parts = match.nodes
         first = parts[0]
         w = graph.add_constant(f"{first.name}_merged_W", np.concatenate([p.inputs[1].const for p in parts]))
+        _merge_scales(graph, [p.inputs[1] for p in parts], w)
         inputs, epilogues, splits, sources, outputs = [first.inputs[0], w], [], [], [], []
         for p in parts:
             renumber = {f"in{k}": f"in{len(inputs) + k - 2}" for k in range(2, len(p.inputs))}
@@ -77,6 +79,17 @@ class MergeParallelConvs(Rule):
         for p in parts:
             graph.take_out(p)
         graph.insert(Node("nbtrt.conv", inputs, outputs, attrs, name="+".join(p.name for p in parts)), at)
+
+
+def _merge_scales(graph, weights, merged) -> None:
+    """Per-output-channel scales of ``merged`` when every part has per-tensor or axis-0 scales."""
+    scales, channels = getattr(graph, "weight_scales", {}), []
+    for w in weights:
+        s = scales.get(w.name)
+        if s is None or not (s.size == 1 or (s.ndim and s.shape[0] == s.size == w.const.shape[0])):
+            return
+        channels.append(np.broadcast_to(s.reshape(-1), (w.const.shape[0],)))
+    scales[merged.name] = np.concatenate(channels).reshape((-1,) + (1,) * (merged.const.ndim - 1))
 
 
 def run(graph, config, report) -> None:
