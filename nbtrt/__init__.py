@@ -35,7 +35,8 @@ def plan(model, config: BuildConfig | None = None):
 
 def compile(model, precision: str = "fp32", config: BuildConfig | None = None, *, input_shapes=None,
             dims=None, tuning: str = "none", timing_cache: str | None = None, arch: str | None = None,
-            layer_precision: dict | None = None):
+            layer_precision: dict | None = None, calibration_data=None, calibrator: str = "entropy",
+            calibration_cache=None):
     """Build an :class:`~nbtrt.runtime.engine.Engine` for ``model``.
 
     Engines are built for fixed shapes: ``input_shapes`` ({input: shape}) or ``dims`` ({"N": 8}) fix
@@ -45,6 +46,13 @@ def compile(model, precision: str = "fp32", config: BuildConfig | None = None, *
     engine with ``engine.save(path)`` and run it elsewhere with :func:`load`. ``precision`` is "fp32",
     "tf32" or "fp16" (float16 activations and weights, float32 accumulation; inputs and outputs keep
     their dtypes); ``layer_precision`` ({"onnx_node_name": "fp32"}) overrides it per node.
+
+    ``precision="int8"``: conv and gemm kernels compute in int8 (quantized activations, per-channel
+    int8 weights, int32 sums; activations stay float16 between kernels), the rest as fp16. The scales
+    come from the model's Q/DQ nodes (``graph.quant_scales``), else from calibrating on
+    ``calibration_data`` (an iterable of input dicts, or arrays for a one-input model) with
+    ``calibrator`` ("entropy", "minmax" or "percentile"), or from ``calibration_cache`` (a file
+    :func:`nbtrt.quant.calibrate` reads when it exists and writes otherwise).
     """
     from dataclasses import replace
 
@@ -55,11 +63,29 @@ def compile(model, precision: str = "fp32", config: BuildConfig | None = None, *
                                    layer_precision=dict(layer_precision or {}))
     from .ir import Graph
     graph = model if isinstance(model, Graph) else parse(model)  # a Graph (e.g. Network.graph()) is rewritten in place
+    if config.precision == "int8":
+        _int8_scales(graph, calibration_data, calibrator, calibration_cache)
     open_dims = {d for v in graph.inputs if v.name not in config.input_shapes  # those sized by input_shapes
                  for d in (v.type.shape or ()) if isinstance(d, str)}
     config = replace(config, dims={**{d: 1 for d in open_dims}, **config.dims})
     report = optimize(graph, config)
     return build(graph, report, config, arch=arch)
+
+
+def _int8_scales(graph, calibration_data, calibrator: str, calibration_cache) -> None:
+    """Put the activation scales of an int8 build on the parsed graph (``graph.quant_scales``): the
+    model's own when it has them (QuantizeLinear nodes of activations, folded by passes/fold_qdq.py, or
+    scales already there), else calibrated (nbtrt.quant.calibrate) before optimizing."""
+    if getattr(graph, "quant_scales", None) or any(n.op == "QuantizeLinear" and not n.inputs[0].is_constant
+                                                   for n in graph.nodes):
+        return
+    if calibration_data is None and calibration_cache is None:
+        from .errors import CalibrationError
+        raise CalibrationError("precision='int8' needs activation scales: give calibration_data (an iterable of "
+                               "input dicts, or arrays for a one-input model) or a calibration_cache file, or "
+                               "a model with QuantizeLinear/DequantizeLinear nodes")
+    from .quant import calibrate
+    graph.quant_scales = dict(calibrate(graph, calibration_data, calibrator, cache=calibration_cache))
 
 
 def load(path_or_bytes, strict: bool = False):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PRECISIONS = ("fp32", "tf32", "fp16")  # most precise first
+PRECISIONS = ("fp32", "tf32", "fp16")  # most precise first (per layer: layer_precision)
+BUILD_PRECISIONS = PRECISIONS + ("int8",)  # a build's precision (int8 needs scales: nbtrt.compile)
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,9 @@ class BuildConfig:
     kernel on the GPU, "full" every valid one; ``tuning_budget_s`` caps the tuning time and
     ``timing_cache`` names a JSON file of earlier measurements (reused across builds and models).
     ``precision``: "fp32" (strict), "tf32" (conv/gemm may use TF32 tensor cores) or "fp16" (float16
-    activations and weights, float32 accumulation); ``layer_precision`` overrides it per ONNX node name,
-    e.g. ``{"/fc/Gemm": "fp32"}`` (see ``passes/precision.py``).
+    activations and weights, float32 accumulation) or "int8" (conv/gemm kernels with calibrated input
+    scales compute in int8, the rest as fp16; see ``nbtrt.compile``); ``layer_precision`` overrides it
+    per ONNX node name, e.g. ``{"/fc/Gemm": "fp32"}`` (see ``passes/precision.py``).
     """
 
     precision: str = "fp32"
@@ -35,8 +37,9 @@ class BuildConfig:
         from .errors import NbtrtError
         if self.tuning not in ("none", "fast", "full"):
             raise NbtrtError(f"tuning must be 'none', 'fast' or 'full', got {self.tuning!r}")
-        if self.precision not in PRECISIONS:
-            raise NbtrtError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
+        if self.precision not in BUILD_PRECISIONS:
+            raise NbtrtError(f"precision must be one of {', '.join(map(repr, BUILD_PRECISIONS))}, "
+                             f"got {self.precision!r}")
         if not isinstance(self.layer_precision, dict):
             raise NbtrtError(f"layer_precision must be a dict of ONNX node name -> precision, "
                              f"got {type(self.layer_precision).__name__}")

@@ -15,14 +15,15 @@ Tactic space: algorithm (implicit_gemm | gemm_1x1 | direct | mma); for the CUDA-
 the block tile BM×BN×BK, the micro-tile TM×TN per thread, split_k (threads of a block splitting K, for
 the few-block layers of batch 1) and unroll (the BK loop written out); for direct the threads per
 block; for mma (tensor cores, ``mma_tiled.py``: implicit GEMM, or a plain GEMM for 1×1 convs) the math
-(f16 | tf32), block tile and warps per block.
+(f16 | tf32), block tile and warps per block. A conv with math "int8" (``int8.py``) runs implicit_gemm or
+gemm_1x1 only, whatever its channel count (no int8 direct or tensor-core kernel yet).
 """
 
 from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from ..ir import Node
-from . import conv_direct, mma_tiled, tiled
+from . import conv_direct, int8, mma_tiled, tiled
 from .conv_direct import _mul, _sum
 from .conv_geom import ConvGeom, check_float32, geometry, store_lines
 from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, load, unravel
@@ -47,6 +48,8 @@ def is_1x1(g: ConvGeom) -> bool:
 def problems(g: ConvGeom, tactic: dict, node: Node | None = None) -> list[str]:
     """Why ``tactic`` cannot run this conv (empty if it can)."""
     algo = tactic.get("algorithm")
+    if int8.is_int8(node) and algo not in int8.ALGORITHMS:
+        return [f"int8 math runs on the CUDA-core GEMM kernels only ({', '.join(int8.ALGORITHMS)})"]
     if algo == "direct":
         return [] if 32 <= tactic.get("threads", 0) <= 1024 else ["threads"]
     if algo == "mma":
@@ -77,7 +80,7 @@ def pick(g: ConvGeom, node: Node) -> dict:
     """A reasonable tactic without tuning: direct for few channels per group; tensor cores when the
     precision allows them; else the largest tile that still fills the GPU (132 SMs), splitting K when
     even small tiles leave it mostly idle."""
-    if prefers_direct(g):
+    if prefers_direct(g) and not int8.is_int8(node):
         return dict(algorithm="direct", threads=128)
     for math in ("f16", "tf32"):
         tile = mma_tiled.pick(g.mg, g.n * g.pixels, g.groups, math)
@@ -114,6 +117,8 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     mma = tactic["algorithm"] == "mma"
     t = mma_tiled.MmaTile.of(tactic) if mma else tiled.Tile.of(tactic)
     read = mma_tiled.reader(t.math) if mma else (lambda arg, index: load(arg, index, "float32"))
+    quantized = int8.is_int8(node)
+    read = int8.reader(node) if quantized else read
     x, w = inputs[0], inputs[1]
     if w.strides[1:] != contiguous_strides(w.shape[1:]):
         raise UnsupportedOpError([(node.name, "conv weights must be contiguous per output channel")])
@@ -136,8 +141,13 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     call = lambda v, m: f"{store}({', '.join(extra)}, z, {m}, {', '.join(cols)}, {v})"
     lines = _store_function(store, node, g, outputs, inputs, extra, cols, t)
     columns = lambda n: _columns(g, n, n_total % t.bn != 0)
-    lines += (mma_tiled if mma else tiled).kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call,
-                                                  columns, slices)
+    if quantized:
+        lines = int8.header(node, inputs) + int8.quantize_function() + lines
+        lines += tiled.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call, columns, slices,
+                              acc=int8.ACC)
+    else:
+        lines += (mma_tiled if mma else tiled).kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue,
+                                                      call, columns, slices)
     grid, block = tiled.launch(t, g.mg, n_total, g.groups)
     return lines, grid, block
 
@@ -158,7 +168,11 @@ def _store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t: t
     checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + (["col_ok"] if "col_ok" in cols else [])
     body = [f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m"]
     coords = ["col_img" if g.n > 1 else "0"] + [f"col_o{a}" for a in range(g.nsp)]
-    body += store_lines(node, outputs, inputs, "ch", coords, "v")
+    value = "v"
+    if int8.is_int8(node):
+        body.append(f"acc = {int8.dequantized(node, inputs, 'v', 'ch')}")
+        value = "acc"
+    body += store_lines(node, outputs, inputs, "ch", coords, value)
     lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra + ['z', 'm'] + cols)}, v):"]
     if checks:
         return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]

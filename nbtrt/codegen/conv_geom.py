@@ -100,8 +100,9 @@ def split_offsets(node: Node, total: int, n_outputs: int) -> list[int]:
 
 def check_float32(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None]) -> None:
     """The conv kernels compute in float32: X, W and the outputs must be float32 or float16 (storage,
-    widened on load and rounded on store), in any mix."""
-    bad = [a.param for a in outputs + [a for a in inputs[:2] if a is not None] if a.dtype not in ("float32", "float16")]
+    widened on load and rounded on store), in any mix; W may be int8 under int8 math (codegen/int8.py)."""
+    bad = [a.param for a in outputs + [a for a in inputs[:2] if a is not None] if a.dtype not in ("float32", "float16")
+           and not (a is inputs[1] and a.dtype == "int8" and node.attrs.get("math") == "int8")]
     if bad:
         raise UnsupportedOpError([(node.name, f"{node.op}: only float32/float16 kernels so far ({', '.join(bad)})")])
 

@@ -12,14 +12,15 @@ epilogue (bias [N] / [1, N] / [M, 1], activation, residual) runs per element thr
 
 Tactic space: block tile BM×BN×BK, micro-tile TM×TN, split_k (threads of a block splitting K: the
 M = 1 layers of batch-1 classifiers) and unroll; or ``algorithm="mma"`` (tensor cores, ``mma_tiled.py``:
-math f16 for float16 operands, tf32 when the build asked for it, block tile and warps).
+math f16 for float16 operands, tf32 when the build asked for it, block tile and warps). A node with
+math "int8" (int8 weights, quantized activation, int32 sums: ``int8.py``) runs the CUDA-core kernel.
 """
 
 from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from ..ir import Node
-from . import epilogue, mma_tiled, tiled
+from . import epilogue, int8, mma_tiled, tiled
 from .conv_direct import _mul, _sum
 from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, load, unravel
 from .kernel import store as store_element
@@ -75,6 +76,8 @@ def problems(p: Problem, tactic: dict, math: str | None = None) -> list[str]:
     """Why ``tactic`` cannot compute ``p`` (``math``: the node's "tf32" mark, if any)."""
     t = _tile(tactic)
     why = t.problems(_a_k_major(p), _b_k_major(p)) + tiled.grid_problems(t, p.m, p.n, p.z)
+    if math == "int8" and isinstance(t, mma_tiled.MmaTile):
+        return ["int8 math runs on the CUDA-core GEMM kernel only"] + why
     if isinstance(t, mma_tiled.MmaTile):
         reason = mma_tiled.allowed(t.math, math)
         why = ([reason] if reason else []) + why
@@ -113,7 +116,9 @@ def pick(p: Problem, math: str | None = None) -> dict:
 
 
 def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
-    bad = [x.param for x in outputs + inputs[:2] if x is not None and x.dtype not in ("float32", "float16")]
+    quantized = int8.is_int8(node)
+    bad = [x.param for x in outputs + inputs[:2] if x is not None and x.dtype not in ("float32", "float16")
+           and not (quantized and x is inputs[1] and x.dtype == "int8")]
     if bad or len(outputs) != 1:
         raise UnsupportedOpError([(node.name, f"gemm: float32/float16 with one output only ({', '.join(bad)})")])
     p = Problem(node, outputs, inputs)
@@ -124,6 +129,7 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     t = _tile(tactic)
     mma = isinstance(t, mma_tiled.MmaTile)
     read = mma_tiled.reader(t.math) if mma else (lambda arg, index: load(arg, index, "float32"))
+    read = int8.reader(node) if quantized else read
     name = "gemm_" + identifier(node.name)
     used = [x for x in inputs if x is not None]
     params = [outputs[0].param] + [x.param for x in used]
@@ -132,6 +138,8 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     store = "store_" + identifier(node.name)
     extra = [outputs[0].param] + [x.param for x in inputs[2:] if x is not None]
     zb = [f"zb{i}" for i in range(len(p.batch))]
+    if quantized:
+        lines += int8.header(node, inputs) + int8.quantize_function()
     lines += _store_function(store, node, p, inputs, extra + zb, t)
     prologue = []
     if p.batch:
@@ -147,7 +155,10 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     cols = (["col_ok"] if p.n % t.bn else []) + ["col_n"]
     call = lambda v, m: f"{store}({', '.join(extra + zb)}, {m}, {', '.join(cols)}, {v})"
     columns = lambda n: ([f"col_ok = {n} < {p.n}"] if p.n % t.bn else []) + [f"col_n = {n}"]
-    lines += (mma_tiled if mma else tiled).kernel(name, params, t, (p.m, p.n, p.k), a, b, prologue, call, columns)
+    if quantized:  # int32 tiles and accumulators
+        lines += tiled.kernel(name, params, t, (p.m, p.n, p.k), a, b, prologue, call, columns, acc=int8.ACC)
+    else:
+        lines += (mma_tiled if mma else tiled).kernel(name, params, t, (p.m, p.n, p.k), a, b, prologue, call, columns)
     grid, block = tiled.launch(t, p.m, p.n, p.z)
     return KernelSpec(name, "\n".join(lines) + "\n", params, grid, block,
                       [outputs[0].dtype] + [x.dtype for x in used], tactic)
@@ -158,7 +169,8 @@ def _store_function(store: str, node: Node, p: Problem, inputs, extra, t: tiled.
     checks = ([f"m < {p.m}"] if p.m % t.bm else []) + (["col_ok"] if p.n % t.bn else [])
     coords = [c if c != "n" else "col_n" for c in p.coords()]
     fetch = lambda k: load(inputs[k], index_of(inputs[k], out.shape, coords), "float32")
-    acc = "v" if p.alpha == 1.0 else f"v * {literal(p.alpha)}"
+    acc = int8.dequantized(node, inputs, "v", "col_n") if int8.is_int8(node) else "v"
+    acc = acc if p.alpha == 1.0 else f"{acc} * {literal(p.alpha)}"
     body, result = epilogue.emit(node.attrs["epilogues"][0], acc, fetch, "float32")
     body.append(store_element(out, index_of(out, out.shape, coords), result, "float32"))
     params = extra + ["m"] + (["col_ok"] if p.n % t.bn else []) + ["col_n", "v"]

@@ -143,7 +143,8 @@ def kernel(name: str, params: list[str], t: MmaTile, mnk: tuple[int, int, int], 
     """Source lines of the kernel ``name`` (arguments as ``tiled.kernel``; the operands' loads must
     use :func:`reader`; ``slice_lines`` run at every K slice before the operands' loads)."""
     _, _, k_total = mnk
-    la, lb = _Loader(a, "a", "m0", t.bm, t, k_total), _Loader(b, "b", "n0", t.bn, t, k_total)
+    la = _Loader(a, "a", "m0", t.bm, t, k_total, zero(t.math))
+    lb = _Loader(b, "b", "n0", t.bn, t, k_total, zero(t.math))
     tile_type = "uint16, alignment=16" if t.math == "f16" else "float32"
     body = ["tid = cuda.threadIdx.x", "z = cuda.blockIdx.z", f"m0 = cuda.blockIdx.y * {t.bm}",
             f"n0 = cuda.blockIdx.x * {t.bn}", "st = tid", "lane = tid % 32", "warp = tid // 32",
@@ -154,7 +155,7 @@ def kernel(name: str, params: list[str], t: MmaTile, mnk: tuple[int, int, int], 
     body += prologue + ["# what this thread copies into the tiles"] + la.setup() + lb.setup()
     body += _lanes(t)
     body += [f"c{i}_{j}_{e} = float32(0.0)" for i in range(t.fm) for j in range(t.fn) for e in range(4)]
-    loads = list(slice_lines) + [ln.replace("else float32(0.0)", f"else {zero(t.math)}") for ln in la.loads() + lb.loads()]
+    loads = list(slice_lines) + la.loads() + lb.loads()
     body += ["k0 = 0"] + loads + [f"for step in range({-(-k_total // t.bk)}):"]
     loop = la.stores() + lb.stores() + ["cuda.syncthreads()", f"k0 += {t.bk}",
                                          "# prefetch the next K slice while this one is multiplied"]

@@ -146,8 +146,9 @@ def _plus(base: str | None, const: int) -> str:
 class _Loader:
     """Code for one operand's share of the tile copies."""
 
-    def __init__(self, op: Operand, name: str, x0: str, x_tile: int, t: Tile, k_total: int):
-        self.op, self.name, self.t, self.k_total = op, name, t, k_total
+    def __init__(self, op: Operand, name: str, x0: str, x_tile: int, t: Tile, k_total: int,
+                 zero: str = "float32(0.0)"):
+        self.op, self.name, self.t, self.k_total, self.zero = op, name, t, k_total, zero
         self.count = t.bk * x_tile // t.slice_threads
         self.maps = [_mapping(op, x_tile, t, r) for r in range(self.count)]
         self.x0, self.x_tile = x0, x_tile
@@ -182,7 +183,7 @@ class _Loader:
             k = f"{n}k{kcs.index(kc)}"
             body, conds, expr = self.op.load(f"{n}{u}_", k, f"{n}t{r}_")
             conds = ([f"{n}{u}_ok"] if self.op.extent % self.x_tile else []) + [f"{k} < {self.k_total}"] + conds
-            lines += body + [f"{n}r{r} = {expr} if {' and '.join(conds)} else float32(0.0)"]
+            lines += body + [f"{n}r{r} = {expr} if {' and '.join(conds)} else {self.zero}"]
         return lines
 
     def stores(self) -> list[str]:
@@ -193,14 +194,17 @@ class _Loader:
 
 def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: Operand, b: Operand,
            prologue: list[str], store: Callable[[str, str], str], columns: Callable[[str], list[str]],
-           slice_lines: tuple[str, ...] = ()) -> list[str]:
+           slice_lines: tuple[str, ...] = (), acc: str = "float32") -> list[str]:
     """Source lines of the kernel ``name``. ``columns(n)``: lines that define the variables the store
     needs for column ``n`` (an expression); ``store(value, m)``: one store statement for row ``m`` of
-    that column; ``slice_lines``: run at every K slice (after ``k0`` moved on) before the loads."""
+    that column; ``slice_lines``: run at every K slice (after ``k0`` moved on) before the loads.
+    ``acc``: the dtype of the tiles and accumulators ("float32", or "int32" for int8 operands: the
+    reads give integers, products are summed exactly and the store receives the int32 sum)."""
     _, _, k_total = mnk
     rx, sk = t.bn // t.tn, t.split_k
-    la = _Loader(a, "a", "m0", t.bm, t, k_total)
-    lb = _Loader(b, "b", "n0", t.bn, t, k_total)
+    zero = "int32(0)" if acc == "int32" else "float32(0.0)"
+    la = _Loader(a, "a", "m0", t.bm, t, k_total, zero)
+    lb = _Loader(b, "b", "n0", t.bn, t, k_total, zero)
     slices = -(-k_total // t.bk)
     steps = -(-slices // sk)
     lead = (sk,) if sk > 1 else ()
@@ -208,17 +212,17 @@ def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: 
             f"m0 = cuda.blockIdx.y * {t.bm}", f"n0 = cuda.blockIdx.x * {t.bn}"]
     body += [f"ks = tid // {t.slice_threads}  # split-K slice", f"st = tid % {t.slice_threads}"] if sk > 1 else ["st = tid"]
     body += [f"tx = st % {rx}", f"ty = st // {rx}",
-             f"a_tile = cuda.shared.array({lead + (t.bk, t.bm + t.pad(t.bm, a.k_major))}, float32)",
-             f"b_tile = cuda.shared.array({lead + (t.bk, t.bn + t.pad(t.bn, b.k_major))}, float32)"]
+             f"a_tile = cuda.shared.array({lead + (t.bk, t.bm + t.pad(t.bm, a.k_major))}, {acc})",
+             f"b_tile = cuda.shared.array({lead + (t.bk, t.bn + t.pad(t.bn, b.k_major))}, {acc})"]
     body += prologue + ["# what this thread copies into the tiles"] + la.setup() + lb.setup()
-    body += [f"c{i}_{j} = float32(0.0)" for i in range(t.tm) for j in range(t.tn)]
+    body += [f"c{i}_{j} = {zero}" for i in range(t.tm) for j in range(t.tn)]
     body += [f"k0 = ks * {t.bk}" if sk > 1 else "k0 = 0"] + list(slice_lines) + la.loads() + lb.loads()
     body += [f"for step in range({steps}):"]
     loop = la.stores() + lb.stores() + ["cuda.syncthreads()", f"k0 += {t.bk * sk}",
                                          "# prefetch the next K slice while this one is multiplied"]
     loop += list(slice_lines) + la.loads() + lb.loads() + _multiply(t) + ["cuda.syncthreads()"]
     body += ["    " + line for line in loop]
-    body += _finish(t, store, columns)
+    body += _finish(t, store, columns, acc)
     return [f"def {name}({', '.join(params)}):"] + ["    " + line for line in body]
 
 
@@ -237,7 +241,8 @@ def _multiply(t: Tile) -> list[str]:
     return [f"for kk in range({t.bk}):"] + ["    " + line for line in step("kk")]
 
 
-def _finish(t: Tile, store: Callable[[str, str], str], columns: Callable[[str], list[str]]) -> list[str]:
+def _finish(t: Tile, store: Callable[[str, str], str], columns: Callable[[str], list[str]],
+            acc: str = "float32") -> list[str]:
     """Store every finished element through ``store`` (one copy of it in the source: the
     micro-tiles go through shared memory, so the stores are a loop with consecutive threads on
     consecutive columns). When the block has a multiple of BN threads, each thread keeps one column
@@ -253,7 +258,7 @@ def _finish(t: Tile, store: Callable[[str, str], str], columns: Callable[[str], 
 
     if sk == 1:
         lines = ["# stage the micro-tiles through shared memory, one row of them at a time",
-                 f"stage = cuda.shared.array(({ry}, {t.bn}), float32)"] + head + [f"for i in range({t.tm}):"]
+                 f"stage = cuda.shared.array(({ry}, {t.bn}), {acc})"] + head + [f"for i in range({t.tm}):"]
         for i in range(t.tm):
             lines.append(f"    {'if' if i == 0 else 'elif'} i == {i}:")
             lines += [f"        stage[ty, {_plus('tx', j * rx)}] = c{i}_{j}" for j in range(t.tn)]
@@ -261,7 +266,7 @@ def _finish(t: Tile, store: Callable[[str, str], str], columns: Callable[[str], 
         lines += ["        " + line for line in element("r") + [store("stage[row, col]", f"m0 + row + i * {ry}")]]
         return lines + ["    cuda.syncthreads()"]
     lines = ["# sum the split-K slices' partial tiles",
-             f"partial = cuda.shared.array(({sk}, {t.bm}, {t.bn}), float32)"]
+             f"partial = cuda.shared.array(({sk}, {t.bm}, {t.bn}), {acc})"]
     lines += [f"partial[ks, {_plus('ty', i * ry)}, {_plus('tx', j * rx)}] = c{i}_{j}"
               for i in range(t.tm) for j in range(t.tn)]
     total = " + ".join(f"partial[{s}, row, col]" for s in range(sk))

@@ -13,6 +13,9 @@ fused into it (the most precise wins: fp32 > tf32 > fp16). It gets it when its f
   tf32  conv and gemm groups may use TF32 tensor cores (products of 10-bit mantissas, float32
         accumulation); every tensor stays float32; other kernels are fp32.
   fp32  strict float32.
+  int8  conv and gemm groups with a calibrated input scale compute in int8 (quantized activation,
+        int8 weights per output channel, int32 accumulation; ``passes/int8.py``); every other kernel,
+        and every tensor, is as in fp16.
 
 The node attribute ``math`` holds the result on every kernel of a family that takes float16
 (``codegen.FLOAT16``) when anything is not fp32; the tensor-core tactics read it, and the reference
@@ -35,10 +38,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..codegen import supports_float16
-from ..config import PRECISIONS
+from ..config import BUILD_PRECISIONS, PRECISIONS
 from ..errors import NbtrtError
 from ..groups import Step, group_attrs, group_op, is_view, kernel_kind, sources
 from ..ir import Graph, Node, TensorType, Value
+from . import int8
 from .rules import is_output
 from .weights import drop_constants
 
@@ -47,6 +51,7 @@ TF32_KINDS = ("conv", "gemm")
 WEIGHT_KINDS = ("conv", "conv_transpose", "gemm")
 FP16_MAX = 65504.0
 FLOAT = ("float16", "float32")
+HALF = ("fp16", "int8")  # kernels whose tensors are float16 between kernels
 
 
 def check_names(graph: Graph, config) -> None:
@@ -61,12 +66,13 @@ def run(graph: Graph, config, report) -> None:
     kernels = [n for n in graph.nodes if kernel_kind(n) is not None]
     labels = {id(n): choose(n, config) for n in kernels}
     _unmatched(graph, config, report)
+    int8.assign(graph, kernels, labels)
     changed: set[int] = set()
-    if any(p == "fp16" for p, _ in labels.values()):
+    if any(p in HALF for p, _ in labels.values()):
         _weights(graph, kernels, labels)
         changed = _buffers(graph, labels)
         kernels += _casts(graph, kernels, labels, changed)
-    active = any(p in ("fp16", "tf32") for p, _ in labels.values())
+    active = any(p in ("fp16", "tf32", "int8") for p, _ in labels.values())
     for node in kernels:
         p, why = labels[id(node)]
         if active and p is not None and supports_float16(kernel_kind(node)):
@@ -75,18 +81,21 @@ def run(graph: Graph, config, report) -> None:
 
 
 def choose(node: Node, config) -> tuple[str | None, str | None]:
-    """(precision, reason) of a kernel; the reason is None when it is simply the one requested."""
+    """(precision, reason) of a kernel; the reason is None when it is simply the one requested. "int8"
+    is tentative: ``int8.assign`` keeps it or makes it fp16."""
     if not _floating(node):
         return None, None
     kind = kernel_kind(node)
     overrides = getattr(config, "layer_precision", {}) or {}
     named = [s for s in sources(node) if s in overrides]
-    requested = config.precision if config.precision in PRECISIONS else "fp32"
+    requested = config.precision if config.precision in BUILD_PRECISIONS else "fp32"
     why = None
     if named:
         wanted = min((overrides[s] for s in named), key=PRECISIONS.index)
         if wanted != requested:
             requested, why = wanted, f"layer_precision override ({', '.join(named)})"
+    if requested == "int8" and kind not in int8.KINDS:
+        requested, why = "fp16", f"{kind} kernels have no int8 form yet"
     if requested == "fp16" and not supports_float16(kind):
         return "fp32", f"{kind} has no fp16 kernel"
     if requested == "tf32" and kind not in TF32_KINDS:
@@ -142,7 +151,7 @@ def _buffers(graph: Graph, labels: dict) -> set[int]:
                for v in members):
             continue
         writers = [v.producer() for v in members if v.producer() is not None and not is_view(v.producer())]
-        if writers and all(labels[id(w)][0] == "fp16" for w in writers):
+        if writers and all(labels[id(w)][0] in HALF for w in writers):
             for v in members:
                 v.type = TensorType("float16", v.type.shape)
                 changed.add(id(v))

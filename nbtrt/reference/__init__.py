@@ -55,7 +55,7 @@ def run_node(node: Node, args: list) -> list[np.ndarray]:
     A kernel of a mixed-precision build (attribute ``math``, see ``passes/precision.py``) runs as its
     generated kernel does: float16 inputs widened to float32, float results rounded to the float16 or
     float32 of its outputs."""
-    mixed = node.attrs.get("math") in ("fp32", "tf32", "fp16")
+    mixed = node.attrs.get("math") in ("fp32", "tf32", "fp16", "int8")
     if mixed:
         args = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float16 else a for a in args]
     try:

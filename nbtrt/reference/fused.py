@@ -1,5 +1,6 @@
 """numpy semantics of the fused groups (see groups.py): the anchor op, then each output's slice of
-the anchor's channels through that output's epilogue program."""
+the anchor's channels through that output's epilogue program. An int8 conv/gemm (``math`` "int8",
+codegen/int8.py) runs its anchor on the quantized operands and scales the exact sum per channel."""
 
 from __future__ import annotations
 
@@ -21,6 +22,22 @@ def evaluate(program: Program, acc, inputs, kernels) -> np.ndarray:
     return out
 
 
+def _int8_operands(node: Node, inputs) -> list:
+    """The operands of an int8 conv/gemm (codegen/int8.py) as float64 integers, so the anchor's
+    float64 sum is the kernel's exact int32 sum: X quantized with the node's scale, W already int8."""
+    from ..quant.fake import quantize
+    x = quantize(inputs[0], node.attrs["int8_scale"]).astype(np.float64)
+    return [x, np.asarray(inputs[1]).astype(np.float64)] + list(inputs[2:])
+
+
+def _dequantized(node: Node, acc: np.ndarray, inputs) -> np.ndarray:
+    """``float32(acc) · mult[channel]`` (channels: axis 1 of a conv, the last axis of a gemm)."""
+    mult = np.asarray(inputs[int(node.attrs["int8_multiplier"])], dtype=np.float32).reshape(-1)
+    if node.attrs["base"] == "Conv":
+        mult = mult.reshape((1, -1) + (1,) * (acc.ndim - 2))
+    return acc.astype(np.float32) * mult
+
+
 def make_kernels(kernels: dict) -> dict:
     """Kernels for every ``nbtrt.<kind>`` op, built on the plain-op ``kernels``."""
 
@@ -29,8 +46,11 @@ def make_kernels(kernels: dict) -> dict:
         acc = None
         if a["base"] is not None:
             base = Node(a["base"], [], [], a["base_attrs"], name=node.name)
-            acc = kernels[a["base"]](base, *inputs[:a["n_base"]])
+            args = _int8_operands(node, inputs) if a.get("math") == "int8" else inputs
+            acc = kernels[a["base"]](base, *args[:a["n_base"]])
             acc = acc[0] if isinstance(acc, tuple) else acc
+            if a.get("math") == "int8":
+                acc = _dequantized(node, acc, inputs)
         outs, offset = [], 0
         for i, program in enumerate(a["epilogues"]):
             part = acc

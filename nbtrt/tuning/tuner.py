@@ -71,7 +71,7 @@ def tolerance(node, v) -> float:
     """The relative error a candidate may show on output ``v``: 1e-4 for strict fp32; a few float16
     roundings (of the output, or of the inputs of TF32 products) for the fp16 and tf32 kernels of
     ``passes/precision.py``."""
-    return 5e-3 if v.type.dtype == "float16" or node.attrs.get("math") in ("fp16", "tf32") else 1e-4
+    return 5e-3 if v.type.dtype == "float16" or node.attrs.get("math") in ("fp16", "tf32", "int8") else 1e-4
 
 
 def _matches(node, want: list, cut: bool, device: _Device) -> bool:

@@ -1,0 +1,62 @@
+"""int8 math in the CUDA-core GEMM kernels: conv (implicit GEMM, 1×1 GEMM) and gemm groups whose
+``math`` attribute is "int8" (set by ``passes/precision.py``, see ``passes/int8.py``).
+
+Such a node has an int8 weight constant ``Wq`` (input 1, symmetric per output channel), the float
+activation X (input 0, float16 or float32 storage) with its calibrated scale ``s_in`` (attribute
+``int8_scale``) and a float32 vector ``mult[channel] = s_in · s_w[channel]`` over the output
+channels (the input named by attribute ``int8_multiplier``). The kernel computes::
+
+    q(x)   = clip(rint(x / s_in), -127, 127)         on load (nbtrt.quant.quantize)
+    acc    = Σ_k Wq · q(X)                           int32 tiles and accumulators: exact
+    y      = epilogue(float32(acc) · mult[channel])  then bias, activation, residual, store
+
+Direct and tensor-core convs have no int8 form yet (a later step adds int8 storage, dp4a and
+``mma.sync .s8``); int8 convs always run as a GEMM.
+"""
+
+from __future__ import annotations
+
+from ..ir import Node
+from .kernel import TensorArg, literal, load
+
+ACC = "int32"
+ALGORITHMS = ("implicit_gemm", "gemm_1x1")
+
+
+def is_int8(node: Node | None) -> bool:
+    return node is not None and node.attrs.get("math") == "int8"
+
+
+def reader(node: Node):
+    """``read(arg, index)`` for the tiles: int8 weights widen to int32, the float activation is
+    quantized with the node's input scale."""
+    scale = literal(node.attrs["int8_scale"])
+
+    def read(arg: TensorArg, index: str) -> str:
+        if arg.dtype == "int8":
+            return f"int32({arg.param}[{index}])"
+        return f"quantize_s8({load(arg, index, 'float32')}, {scale})"
+    return read
+
+
+def quantize_function() -> list[str]:
+    """The device function the reads call (once per kernel source)."""
+    return ['@cuda.jit(device=True, inline="always")',
+            "def quantize_s8(x, scale):",
+            "    # nbtrt.quant.quantize: clip(rint(x / scale), -127, 127); round() rounds half to even",
+            "    v = min(max(x / scale, float32(-127.0)), float32(127.0))",
+            "    return int32(round(v))", ""]
+
+
+def multiplier(node: Node, inputs: list[TensorArg | None]) -> TensorArg:
+    return inputs[int(node.attrs["int8_multiplier"])]
+
+
+def dequantized(node: Node, inputs: list[TensorArg | None], value: str, channel: str) -> str:
+    """The float32 accumulator the epilogue receives: ``float32(acc) · mult[channel]``."""
+    return f"float32({value}) * {multiplier(node, inputs).param}[{channel}]"
+
+
+def header(node: Node, inputs: list[TensorArg | None]) -> list[str]:
+    return [f"# int8 math: X quantized on load (scale {node.attrs['int8_scale']!r}), int8 weights, int32 "
+            f"accumulation; the epilogue gets acc * {multiplier(node, inputs).param}[output channel]"]

@@ -1,0 +1,181 @@
+"""precision="int8" (issue 7, first step: int8 math, fp16 storage): the precision pass's int8 decisions
+(passes/int8.py), nbtrt.compile's scales (calibration, cache, the graph's own Q/DQ scales) and its
+errors, and digits_cnn end to end in the simulator (a GPU test runs all 597 test images)."""
+
+import os
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import nbtrt
+from conftest import SHARED
+from nbtrt import quant, reference
+from nbtrt.errors import CalibrationDataError, CalibrationError, NbtrtError
+from nbtrt.quant.fake import channel_scales
+
+MODELS = os.path.join(SHARED, "models")
+DIGITS = os.path.join(MODELS, "digits_cnn.onnx")
+needs_digits = pytest.mark.skipif(not os.path.exists(DIGITS), reason="needs ../shared/models")
+
+
+def small_model():
+    """x[N,3,6,6] -> conv1+relu -> conv2+relu -> maxpool -> flatten -> gemm(transB) -> y[N,5]."""
+    rng = np.random.default_rng(0)
+    inits = {"w1": rng.standard_normal((4, 3, 3, 3)), "b1": rng.standard_normal(4),
+             "w2": rng.standard_normal((6, 4, 1, 1)), "wf": rng.standard_normal((5, 54)), "bf": rng.standard_normal(5)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2"),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("MaxPool", ["r2"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), inits
+
+
+def kernel(graph, name):
+    return next(n for n in graph.nodes if n.name == name)
+
+
+def test_pass_int8_weights_multipliers_and_reasons():
+    model, inits = small_model()
+    graph = nbtrt.parse(model)
+    graph.quant_scales = {"x": 0.05, "f": 0.1}  # r1 (conv2's input) has no scale
+    graph, report = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 2}))
+    conv1, conv2, fc = kernel(graph, "conv1"), kernel(graph, "conv2"), kernel(graph, "fc")
+    for node, w, axis, s_in in ((conv1, inits["w1"], 0, 0.05), (fc, inits["wf"], 0, 0.1)):
+        s_w = channel_scales(w.astype(np.float32), axis)
+        assert node.attrs["math"] == "int8" and node.attrs["int8_scale"] == s_in
+        assert node.inputs[1].const.dtype == np.int8
+        assert np.array_equal(node.inputs[1].const, quant.quantize(w.astype(np.float32), s_w))
+        mult = node.inputs[node.attrs["int8_multiplier"]].const
+        assert mult.dtype == np.float32 and mult.shape == (w.shape[0],)
+        np.testing.assert_allclose(mult, np.float32(s_in) * s_w.reshape(-1), rtol=1e-7)
+        assert report.precisions[node.name][0] == "int8" and "int8 weights" in report.precisions[node.name][1]
+    assert conv2.attrs["math"] == "fp16" and conv2.inputs[1].const.dtype == np.float16
+    assert report.precisions["conv2"] == ("fp16", "no calibration scale for its input 'r1'")
+    assert report.precisions["pool"] == ("fp16", "pool kernels have no int8 form yet")
+    assert not {"w1", "w2", "wf"} & set(graph.constants)  # the float32 weights are gone
+    # activations float16 between kernels, the network's input and output as declared
+    assert conv1.outputs[0].type.dtype == "float16" and fc.outputs[0].type.dtype == "float32"
+    assert conv1.inputs[0].type.dtype == "float32"
+    lines = report.summary()
+    assert "precision: fp16 2, int8 2" in lines and "fp16: conv2: no calibration scale for its input 'r1'" in lines
+
+
+def test_int8_engine_small_model_matches_its_reference_and_fake_quant():
+    model, _ = small_model()
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    scales = quant.calibrate(model, [x], "minmax", progress=False)
+    engine = nbtrt.compile(model, precision="int8", dims={"N": 2}, calibration_data=[x], calibrator="minmax")
+    assert {k["precision"] for k in engine.report.kernels} == {"int8", "fp16"}
+    got = engine.run({"x": x})["y"]
+    want = reference.run(engine.graph, {"x": x})["y"]  # the int8 graph's own semantics
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+    fake = quant.run_fake_quant(nbtrt.parse(model), {"x": x}, scales, weights=True)["y"]
+    fp32 = reference.run(model, {"x": x})["y"]
+    assert np.abs(got - fake).max() <= 0.05 * np.abs(fp32).max()
+
+
+def test_int8_uses_the_graphs_own_scales_without_calibration():
+    """Scales already on the parsed graph (what Q/DQ import provides) skip calibration."""
+    model, _ = small_model()
+    graph = nbtrt.parse(model)
+    graph.quant_scales = {"x": 0.05, "r1": 0.1, "f": 0.1}
+    engine = nbtrt.compile(graph, precision="int8", dims={"N": 1}, layer_precision={"conv2": "fp16"})
+    assert [k["precision"] for k in engine.report.kernels].count("int8") == 2
+    assert engine.report.precisions["conv2"] == ("fp16", "layer_precision override (conv2)")
+
+
+def test_int8_reuses_the_weight_scales_of_a_qdq_model():
+    """Weights a Q/DQ model quantized (graph.weight_scales, per output channel or per tensor) keep their
+    integers; the others get max|W|/127 per output channel."""
+    model, inits = small_model()
+    graph = nbtrt.parse(model)
+    w1 = inits["w1"].astype(np.float32)
+    own = channel_scales(w1, 0) * 2  # the model's integers stay within +-64
+    graph.quant_scales, graph.weight_scales = {"x": 0.05, "f": 0.1}, {"w1": own, "wf": np.float32(0.5)}
+    graph, _ = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 1}))
+    conv1, fc = kernel(graph, "conv1"), kernel(graph, "fc")
+    assert np.array_equal(conv1.inputs[1].const, quant.quantize(w1, own)) and np.abs(conv1.inputs[1].const).max() <= 64
+    np.testing.assert_allclose(conv1.inputs[conv1.attrs["int8_multiplier"]].const,
+                               np.float32(0.05) * own.reshape(-1), rtol=1e-7)
+    assert np.array_equal(fc.inputs[1].const, quant.quantize(inits["wf"].astype(np.float32), 0.5))
+
+
+def test_int8_qdq_model_needs_no_calibration():
+    """A model with QuantizeLinear/DequantizeLinear on its activations brings its own scales."""
+    model, _ = small_model()
+    g = model.graph
+    g.initializer.extend([numpy_helper.from_array(np.array(0.05, np.float32), "sx"),
+                          numpy_helper.from_array(np.array(0, np.int8), "zx")])
+    g.node.insert(0, helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"], name="qx"))
+    g.node.insert(1, helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xdq"], name="dqx"))
+    g.node[2].input[0] = "xdq"
+    engine = nbtrt.compile(model, precision="int8", dims={"N": 1})
+    assert engine.report.precisions["conv1"][0] == "int8" and "scale 0.05" in engine.report.precisions["conv1"][1]
+
+
+def test_int8_errors(tmp_path):
+    model, _ = small_model()
+    with pytest.raises(CalibrationError, match="calibration_data.*calibration_cache.*QuantizeLinear"):
+        nbtrt.compile(model, precision="int8")
+    with pytest.raises(CalibrationError, match="no calibration cache at"):
+        nbtrt.compile(model, precision="int8", calibration_cache=tmp_path / "missing.calib")
+    with pytest.raises(CalibrationDataError):
+        nbtrt.compile(model, precision="int8", calibration_data=[{"image": np.zeros((1, 3, 6, 6), np.float32)}])
+    with pytest.raises(NbtrtError, match="'int8'"):
+        nbtrt.BuildConfig(precision="int4")
+    assert hash(nbtrt.BuildConfig(precision="int8")) == hash(nbtrt.BuildConfig(precision="int8"))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = np.load(os.path.join(MODELS, "digits.npz"))
+    return {k: data[k] for k in data.files}
+
+
+@needs_digits
+def test_digits_int8_engine(digits, tmp_path):
+    calib = digits["images"][digits["calib_idx"]]
+    cache = tmp_path / "digits.calib"
+    batches = [calib[i:i + 50] for i in range(0, 200, 50)]
+    engine = nbtrt.compile(DIGITS, precision="int8", dims={"N": 1}, calibration_data=batches, calibration_cache=cache)
+    precisions = [k["precision"] for k in engine.report.kernels]
+    assert precisions.count("int8") == 8 and precisions.count("fp16") == 3  # 7 convs and the gemm; 3 pools
+    image = digits["images"][digits["test_idx"][:1]]
+    got = engine.run({"image": image})["logits"]
+    own = reference.run(engine.graph, {"image": image})["logits"]
+    np.testing.assert_allclose(got, own, rtol=1e-3, atol=1e-3 * np.abs(own).max())
+    table = quant.read_cache(cache)
+    fake = quant.run_fake_quant(nbtrt.parse(DIGITS), {"image": image}, table, weights=True)["logits"]
+    assert np.abs(got - fake).max() <= 0.05 * np.abs(fake).max() and got.argmax() == fake.argmax()
+    # the cache alone rebuilds the same engine; the engine file keeps the int8 weights
+    again = nbtrt.compile(DIGITS, precision="int8", dims={"N": 1}, calibration_cache=cache)
+    assert again.report.to_dict() == engine.report.to_dict()
+    engine.save(tmp_path / "digits8.nbtrt")
+    loaded = nbtrt.load(tmp_path / "digits8.nbtrt")
+    assert sum(v.const.dtype == np.int8 for v in loaded.graph.constants.values()) == 8
+    # top-1 of the int8 graph (the kernels' semantics, on the reference) on 48 images equals fp32's
+    images = digits["images"][digits["test_idx"][:48]]
+    graph = nbtrt.parse(DIGITS)
+    graph.quant_scales = dict(table)
+    graph, _ = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 48}))
+    int8_top1 = reference.run(graph, {"image": images})["logits"].argmax(1)
+    assert (int8_top1 == reference.run(DIGITS, {"image": images})["logits"].argmax(1)).all()
+
+
+@pytest.mark.gpu
+@needs_digits
+def test_digits_int8_top1_on_the_gpu(digits):
+    calib = digits["images"][digits["calib_idx"]]
+    images, labels = digits["images"][digits["test_idx"]], digits["labels"][digits["test_idx"]]
+    engine = nbtrt.compile(DIGITS, precision="int8", dims={"N": len(images)},
+                           calibration_data=[calib[i:i + 50] for i in range(0, 200, 50)])
+    top1 = float(np.mean(engine.run({"image": images})["logits"].argmax(1) == labels))
+    print(f"digits_cnn int8 (entropy) top-1 {100 * top1:.2f} % (fp32 98.99 %)")
+    assert abs(top1 - 0.9899) <= 0.001 + 1e-9
