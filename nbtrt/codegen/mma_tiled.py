@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .kernel import TensorArg, load
-from .tiled import MAX_SHARED, Operand, _Loader
+from .tiled import MAX_SHARED, Operand, _Loader, copy_problems
 
 SHAPES = [  # bm, bn, wm, wn (warps along M and N), in the heuristic's order of preference
     (128, 128, 2, 4), (64, 128, 2, 4), (128, 64, 4, 2), (64, 64, 2, 2), (64, 32, 2, 1), (32, 64, 1, 2),
@@ -82,13 +82,7 @@ class MmaTile:
         if self.bk % self.mma_k:
             why.append(f"BK={self.bk} is not a multiple of the mma's K")
         ts = self.threads
-        for x, k_major in ((self.bm, a_k_major), (self.bn, b_k_major)):
-            if (self.bk * x) % ts:
-                why.append(f"{self.bk}x{x} tile does not split over {ts} threads")
-            elif k_major and ts % self.bk:
-                why.append(f"{ts} threads do not cover BK={self.bk}")
-            elif not k_major and ts % x and x % ts:
-                why.append(f"{ts} threads and a {x}-wide tile do not nest")
+        why += copy_problems(self.bk, self.bm, self.bn, ts, a_k_major, b_k_major)
         if ts % self.bn:
             why.append(f"{ts} threads do not keep one column each in the store")
         if self.shared_bytes() > MAX_SHARED:

@@ -92,21 +92,27 @@ class Tile:
         if self.bm % self.tm or self.bn % self.tn:
             why.append("micro-tile does not divide the block tile")
             return why
-        ts = self.slice_threads
         if not 32 <= self.threads <= MAX_THREADS:
             why.append(f"{self.threads} threads")
-        for x, k_major in ((self.bm, a_k_major), (self.bn, b_k_major)):
-            if (self.bk * x) % ts:
-                why.append(f"{self.bk}x{x} tile does not split over {ts} threads")
-            elif k_major and ts % self.bk:
-                why.append(f"{ts} threads do not cover BK={self.bk}")
-            elif not k_major and ts % x and x % ts:
-                why.append(f"{ts} threads and a {x}-wide tile do not nest")
+        why += copy_problems(self.bk, self.bm, self.bn, self.slice_threads, a_k_major, b_k_major)
         if (self.tm * self.tn) % self.split_k:
             why.append(f"split_k {self.split_k} does not divide the micro-tile")
         if self.shared_bytes(a_k_major, b_k_major) > MAX_SHARED:
             why.append(f"{self.shared_bytes(a_k_major, b_k_major)} bytes of shared memory")
         return why
+
+
+def copy_problems(bk: int, bm: int, bn: int, threads: int, a_k_major: bool, b_k_major: bool) -> list[str]:
+    """Why ``threads`` cannot share the copies of a BK×BM and a BK×BN tile (see ``_mapping``)."""
+    why = []
+    for x, k_major in ((bm, a_k_major), (bn, b_k_major)):
+        if (bk * x) % threads:
+            why.append(f"{bk}x{x} tile does not split over {threads} threads")
+        elif k_major and threads % bk:
+            why.append(f"{threads} threads do not cover BK={bk}")
+        elif not k_major and threads % x and x % threads:
+            why.append(f"{threads} threads and a {x}-wide tile do not nest")
+    return why
 
 
 @dataclass
