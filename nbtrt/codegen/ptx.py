@@ -15,8 +15,7 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
   register i = its elements [l // 4, 2(l % 4) : 2(l % 4) + 2] (transposed with ``.trans``). For 32-bit
   elements (tf32) ``ldsm_x4`` of a row-major 8×4 block gives element [l // 4, l % 4].
 - ``shared_addr(array)``: the 32-bit shared-window address of a shared array's first element.
-- ``bits16(array, i)`` → uint32: the raw 16 bits of element i of a 2-byte array (zero-extended);
-  ``bits32(array, i)``: the 32 bits at element i (two halves; i even), read through the read-only cache.
+- ``bits16(array, i)`` → uint32: the raw 16 bits of element i of a 2-byte array (zero-extended).
 - ``pack_f16(lo, hi)`` → uint32: two float32 rounded to halves, ``lo`` in the low 16 bits;
   ``tf32(x)`` → uint32: float32 rounded (to nearest, away) to tf32.
 """
@@ -106,16 +105,6 @@ def bits16(typingctx, array, index):
 
 
 @intrinsic
-def bits32(typingctx, array, index):
-    sig = types.uint32(array, types.int64)
-
-    def codegen(context, builder, signature, args):
-        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1], _I32)
-        return _asm(builder, _I32, [builder.ptrtoint(ptr, _I64)], "ld.global.nc.u32 $0, [$1];", "=r,l")
-    return sig, codegen
-
-
-@intrinsic
 def pack_f16(typingctx, lo, hi):
     sig = types.uint32(types.float32, types.float32)
 
@@ -135,4 +124,4 @@ def tf32(typingctx, x):
 
 
 INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "ldsm_x4": ldsm_x4, "ldsm_x4_t": ldsm_x4_t,
-              "shared_addr": shared_addr, "bits16": bits16, "bits32": bits32, "pack_f16": pack_f16, "tf32": tf32}
+              "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16, "tf32": tf32}
