@@ -10,6 +10,7 @@ graph replays after warm-up is reported, with GFLOP/s, registers and local memor
     python benchmarks/kernels_conv.py                 # everything (< 5 minutes on the H100)
     python benchmarks/kernels_conv.py --batch 1 --only res5
     python benchmarks/kernels_conv.py --precision fp16 --batch 64
+    python benchmarks/kernels_conv.py --precision fp16 --layout nhwc   # + the pipelined cp.async kernels
     python benchmarks/kernels_conv.py --sim           # logic check in the CUDA simulator (tiny shapes)
 
 No torch. ``--budget`` (seconds, default 270) stops trying new tactics when spent.
@@ -75,16 +76,33 @@ def fc_node(batch):
     return node
 
 
-def tactics(node, family, batch, is_1x1):
+def arg(param, dtype, shape, layout):
+    """A kernel's view of a tensor: contiguous, or channels-last for 4-D ones under ``--layout nhwc``
+    (strides (H·W·C, 1, W·C, C): NHWC activations and, for weights (O, I, KH, KW), OHWI)."""
+    from nbtrt.codegen.kernel import TensorArg
+    if layout == "nhwc" and len(shape) == 4:
+        n, c, h, w = shape
+        return TensorArg(param, dtype, tuple(shape), (h * w * c, 1, w * c, c))
+    return TensorArg.contiguous(param, dtype, shape)
+
+
+def physical(a, array) -> np.ndarray:
+    """``array`` as the flat buffer ``a`` (a TensorArg without offset) reads."""
+    flat = np.empty(array.size, array.dtype)
+    np.lib.stride_tricks.as_strided(flat, a.shape, [s * flat.itemsize for s in a.strides])[...] = array
+    return flat
+
+
+def tactics(node, family, batch, is_1x1, layout="nchw"):
     """The tactics worth timing for this layer (the un-tuned pick first)."""
     from nbtrt.codegen import conv, gemm
-    from nbtrt.codegen.kernel import TensorArg
-    ins = [TensorArg.contiguous(f"in{k}", v.type.dtype, v.type.shape) for k, v in enumerate(node.inputs)]
-    outs = [TensorArg.contiguous("out0", node.outputs[0].type.dtype, node.outputs[0].type.shape)]
+    ins = [arg(f"in{k}", v.type.dtype, v.type.shape, layout) for k, v in enumerate(node.inputs)]
+    outs = [arg("out0", node.outputs[0].type.dtype, node.outputs[0].type.shape, layout)]
     if family is conv and node.attrs.get("math") in ("fp16", "tf32"):
-        first = conv.pick(conv.geometry(node, ins), node)
+        first = conv.pick(conv.geometry(node, ins), node, ins[0], ins[1])
         simt = dict(algorithm="gemm_1x1" if is_1x1 else "implicit_gemm", **dict(BASE, **(BIG if batch > 1 else SMALL)[0]))
-        cands = [t for t in conv.TACTICS if t.get("algorithm") == "mma"] + [simt]
+        cands = ([t for t in conv.TACTICS if t.get("algorithm") == "mma_async"]
+                 + [t for t in conv.TACTICS if t.get("algorithm") == "mma"] + [simt])
     elif family is gemm:
         first = gemm.pick(gemm.Problem(node, outs, ins))
         cands = [dict(BASE, **t) for t in (BIG if batch > 1 else SMALL)]
@@ -97,7 +115,7 @@ def tactics(node, family, batch, is_1x1):
         if node.inputs[0].type.shape[1] <= 4:
             cands.append(dict(algorithm="direct", threads=128))
     out = [first] + [t for t in cands if t != first]
-    return [t for t in out if family.valid(node, t)], outs, ins
+    return [t for t in out if family.valid(node, t, outs, ins)], outs, ins
 
 
 class Timer:
@@ -156,8 +174,9 @@ class Timer:
 def short(t: dict) -> str:
     if t.get("algorithm") == "direct":
         return f"direct/{t['threads']}"
-    if t.get("algorithm") == "mma":
-        return f"mma {t['math']} {t['bm']}x{t['bn']}x{t['bk']} warps {t['wm']}x{t['wn']}"
+    if t.get("algorithm") in ("mma", "mma_async"):
+        stages = (f" {t['stages']} stages" if "stages" in t else "") + (f" {t['min_blocks']}/SM" if "min_blocks" in t else "")
+        return f"{t['algorithm']} {t['math']} {t['bm']}x{t['bn']}x{t['bk']} warps {t['wm']}x{t['wn']}{stages}"
     name = {"implicit_gemm": "igemm", "gemm_1x1": "1x1"}.get(t.get("algorithm"), "gemm")
     extra = (f" sk{t['split_k']}" if t.get("split_k", 1) > 1 else "") + (" unroll" if t.get("unroll") else "")
     return f"{name} {t['bm']}x{t['bn']}x{t['bk']} {t['tm']}x{t['tn']}{extra}"
@@ -175,9 +194,9 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
     t0 = time.time()
     want = KERNELS[node.op](node, *[a.astype(np.float32) for a in arrays])[0]
     ref_s = time.time() - t0
-    dev = {f"in{k}": cuda.to_device(a.reshape(-1)) for k, a in enumerate(arrays)}
+    cands, outs, ins = tactics(node, family, batch, is_1x1, args.layout)
+    dev = {a.param: cuda.to_device(physical(a, x)) for a, x in zip(ins, arrays)}
     dev["out0"] = cuda.device_array(want.size, out_dtype)
-    cands, outs, ins = tactics(node, family, batch, is_1x1)
     print(f"\n{name} batch {batch}: {flops / 1e9:.2f} GFLOP, output {list(want.shape)} (reference {ref_s:.1f} s)")
     rows = []
     for i, tactic in enumerate(cands):
@@ -197,7 +216,9 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
                 launch()
                 timer.stream.synchronize()
                 compile_s = time.time() - t1
-                got = dev["out0"].copy_to_host().reshape(want.shape).astype(np.float32)
+                flat = dev["out0"].copy_to_host()
+                got = np.lib.stride_tricks.as_strided(flat, want.shape, [s * flat.itemsize for s in outs[0].strides])
+                got = got.astype(np.float32)
                 err = float(np.max(np.abs(got - want)) / max(1e-30, float(np.max(np.abs(want)))))
                 ms, how = (0.0, "sim") if args.sim else timer(launch)
                 regs = local = "?"
@@ -224,6 +245,8 @@ def main():
     ap.add_argument("--budget", type=float, default=270.0)
     ap.add_argument("--sim", action="store_true", help="tiny shapes in the CUDA simulator (logic check)")
     ap.add_argument("--precision", choices=["fp32", "fp16", "tf32"], default="fp32")
+    ap.add_argument("--layout", choices=["nchw", "nhwc"], default="nchw",
+                    help="tensor layouts: NCHW, or channels-last activations and OHWI weights")
     args = ap.parse_args()
     if args.sim:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"

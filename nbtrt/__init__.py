@@ -36,7 +36,7 @@ def plan(model, config: BuildConfig | None = None):
 def compile(model, precision: str = "fp32", config: BuildConfig | None = None, *, input_shapes=None,
             dims=None, tuning: str = "none", timing_cache: str | None = None, arch: str | None = None,
             layer_precision: dict | None = None, calibration_data=None, calibrator: str = "entropy",
-            calibration_cache=None):
+            calibration_cache=None, layout: str = "auto"):
     """Build an :class:`~nbtrt.runtime.engine.Engine` for ``model``.
 
     Engines are built for fixed shapes: ``input_shapes`` ({input: shape}) or ``dims`` ({"N": 8}) fix
@@ -45,7 +45,8 @@ def compile(model, precision: str = "fp32", config: BuildConfig | None = None, *
     compiles for that arch instead, also without a GPU (needs ``pip install 'nbtrt[cuda]'``); save the
     engine with ``engine.save(path)`` and run it elsewhere with :func:`load`. ``precision`` is "fp32",
     "tf32" or "fp16" (float16 activations and weights, float32 accumulation; inputs and outputs keep
-    their dtypes); ``layer_precision`` ({"onnx_node_name": "fp32"}) overrides it per node.
+    their dtypes); ``layer_precision`` ({"onnx_node_name": "fp32"}) overrides it per node. ``layout``
+    ("auto", "nchw" or "nhwc") is how activations are laid out between kernels (``BuildConfig.layout``).
 
     ``precision="int8"``: conv and gemm kernels compute in int8 (quantized activations, per-channel
     int8 weights, int32 sums; activations stay float16 between kernels), the rest as fp16. The scales
@@ -60,7 +61,7 @@ def compile(model, precision: str = "fp32", config: BuildConfig | None = None, *
     from .runtime.engine import build
     config = config or BuildConfig(precision=precision, input_shapes=dict(input_shapes or {}),
                                    dims=dict(dims or {}), tuning=tuning, timing_cache=timing_cache,
-                                   layer_precision=dict(layer_precision or {}))
+                                   layer_precision=dict(layer_precision or {}), layout=layout)
     from .ir import Graph
     graph = model if isinstance(model, Graph) else parse(model)  # a Graph (e.g. Network.graph()) is rewritten in place
     if config.precision == "int8":

@@ -1,10 +1,11 @@
 """The engine commands of the ``nbtrt`` command line (``cli.py`` registers them).
 
     nbtrt build MODEL -o FILE [--dim N=8] [--input-shape x=1x3x224x224] [--arch sm_90] [--tuning fast]
-               [--precision fp16] [--layer-precision NODE=fp32]
+               [--precision fp16] [--layer-precision NODE=fp32] [--layout nhwc]
         Build an engine for fixed shapes and write the engine file. ``--arch`` cross-compiles for that
         GPU arch (no GPU needed; needs ``pip install 'nbtrt[cuda]'`` and NUMBA_ENABLE_CUDASIM unset).
-        ``--precision`` fp32 (default), tf32 or fp16; ``--layer-precision`` overrides it per ONNX node.
+        ``--precision`` fp32 (default), tf32 or fp16; ``--layer-precision`` overrides it per ONNX node;
+        ``--layout`` auto (default: channels-last for fp16), nchw or nhwc lays out the activations.
     nbtrt run ENGINE [--inputs in.npz] [--outputs out.npz]
         Load an engine file and run it (on the GPU, or in the simulator with NUMBA_ENABLE_CUDASIM=1).
         ``nbtrt run MODEL --precision P`` builds an engine of that precision and runs it.
@@ -60,21 +61,25 @@ def _where() -> str:
 
 
 def add_precision(p) -> None:
-    """The --precision and --layer-precision options of a command that builds engines."""
-    from .config import PRECISIONS
+    """The --precision, --layer-precision and --layout options of a command that builds engines."""
+    from .config import LAYOUTS, PRECISIONS
     p.add_argument("--precision", choices=PRECISIONS,
                    help="fp32 (default, strict), tf32 (conv/gemm on TF32 tensor cores) or fp16 (float16 "
                         "activations and weights, float32 accumulation)")
     p.add_argument("--layer-precision", action="append", metavar="NODE=PRECISION",
                    help="the precision of one ONNX node, e.g. /fc/Gemm=fp32 (repeatable)")
+    p.add_argument("--layout", choices=LAYOUTS,
+                   help="activation layout between kernels: auto (default: nhwc for fp16 and int8, else "
+                        "nchw), nchw or nhwc (channels-last)")
 
 
 def precision_options(args) -> dict:
-    """The ``compile``/``BuildConfig`` keywords that --precision and --layer-precision give."""
+    """The ``compile``/``BuildConfig`` keywords that --precision, --layer-precision and --layout give."""
     from .config import PRECISIONS
     options, layers = {}, {}
-    if getattr(args, "precision", None):
-        options["precision"] = args.precision
+    for key in ("precision", "layout"):
+        if getattr(args, key, None):
+            options[key] = getattr(args, key)
     for item in getattr(args, "layer_precision", None) or []:
         name, _, precision = item.rpartition("=")
         if not name or precision not in PRECISIONS:
@@ -93,9 +98,9 @@ def _engine_for(spec: str, dims: dict, shapes: dict, **build):
     if is_engine_file(spec):
         if dims or shapes:
             raise NbtrtError("an engine is built for fixed shapes: --dim and --input-shape apply to models")
-        if build.get("precision") or build.get("layer_precision"):
-            raise NbtrtError("an engine's precision is fixed when it is built: --precision and --layer-precision "
-                             "apply to models")
+        if build.get("precision") or build.get("layer_precision") or build.get("layout"):
+            raise NbtrtError("an engine's precision is fixed when it is built, and its layout: --precision, "
+                             "--layer-precision and --layout apply to models")
         return load(spec), time.perf_counter() - t0, "loaded"
     engine = build_engine(resolve_model(spec), dims=dims, input_shapes=shapes, **build)
     return engine, time.perf_counter() - t0, "built"

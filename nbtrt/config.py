@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 PRECISIONS = ("fp32", "tf32", "fp16")  # most precise first (per layer: layer_precision)
 BUILD_PRECISIONS = PRECISIONS + ("int8",)  # a build's precision (int8 needs scales: nbtrt.compile)
+LAYOUTS = ("auto", "nchw", "nhwc")  # activation memory layout (see runtime/layout.py)
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class BuildConfig:
     activations and weights, float32 accumulation) or "int8" (conv/gemm kernels with calibrated input
     scales compute in int8, the rest as fp16; see ``nbtrt.compile``); ``layer_precision`` overrides it
     per ONNX node name, e.g. ``{"/fc/Gemm": "fp32"}`` (see ``passes/precision.py``).
+    ``layout``: how the memory plan lays out 4-D activations between kernels: "nchw" (row-major),
+    "nhwc" (channels-last where it may, see ``runtime/layout.py``) or "auto" (channels-last for the
+    fp16 and int8 builds, whose tensor-core kernels want it; NCHW for fp32 and tf32).
     """
 
     precision: str = "fp32"
@@ -32,6 +36,7 @@ class BuildConfig:
     tuning_budget_s: float | None = None
     timing_cache: str | None = None
     layer_precision: dict = field(default_factory=dict)
+    layout: str = "auto"
 
     def __post_init__(self):
         from .errors import NbtrtError
@@ -40,6 +45,8 @@ class BuildConfig:
         if self.precision not in BUILD_PRECISIONS:
             raise NbtrtError(f"precision must be one of {', '.join(map(repr, BUILD_PRECISIONS))}, "
                              f"got {self.precision!r}")
+        if self.layout not in LAYOUTS:
+            raise NbtrtError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, got {self.layout!r}")
         if not isinstance(self.layer_precision, dict):
             raise NbtrtError(f"layer_precision must be a dict of ONNX node name -> precision, "
                              f"got {type(self.layer_precision).__name__}")
@@ -51,4 +58,4 @@ class BuildConfig:
     def __hash__(self) -> int:
         return hash((self.precision, tuple(sorted(self.input_shapes.items())), tuple(sorted(self.dims.items())),
                      self.disabled_passes, self.tuning, self.tuning_budget_s, self.timing_cache,
-                     tuple(sorted(self.layer_precision.items()))))
+                     tuple(sorted(self.layer_precision.items())), self.layout))

@@ -100,6 +100,7 @@ def test_cli_plan_build_and_run_with_precision(tmp_path, capsys):
     assert main(["run", model, "--precision", "fp16", "--inputs", str(tmp_path / "in.npz"),
                  "--outputs", str(tmp_path / "out.npz")]) == 0
     out = capsys.readouterr().out
-    assert "engine of 1 kernels" in out and "fp16); built in" in out and "y: float32[1, 3, 3, 3]" in out
+    # a Pad to 8 float16 channels (passes/pad_channels.py), then the conv
+    assert "engine of 2 kernels" in out and "fp16); built in" in out and "y: float32[1, 3, 3, 3]" in out
     got = np.load(tmp_path / "out.npz")["y"]
     assert rel_error(got, reference.run(model, {"x": x})["y"]) <= 5e-3

@@ -40,9 +40,17 @@ def load(spec: KernelSpec):
     return ns[spec.name]
 
 
+def launch_bounds(spec: KernelSpec) -> tuple[int, int] | None:
+    """(threads, blocks per SM) when the tactic asks for a minimum number of resident blocks (the
+    compiler then caps the registers per thread to fit them), else None."""
+    blocks = spec.tactic.get("min_blocks")
+    return (int(spec.block[0] * spec.block[1] * spec.block[2]), int(blocks)) if blocks else None
+
+
 def jit(spec: KernelSpec):
     """A Numba dispatcher for ``spec`` (launch as ``jit(spec)[grid, block](*arrays)``)."""
-    return cuda.jit(load(spec))
+    bounds = launch_bounds(spec)
+    return cuda.jit(load(spec), launch_bounds=bounds) if bounds else cuda.jit(load(spec))
 
 
 def signature(spec: KernelSpec):
@@ -63,7 +71,8 @@ class Compiled:
 
 def compile_cubin(spec: KernelSpec, arch: str = "sm_90") -> Compiled:
     cc = (int(arch[3:-1]), int(arch[-1]))
-    ptx, _ = cuda.compile(load(spec), signature(spec), device=False, abi="numba", output="ptx", cc=cc)
+    bounds = {"launch_bounds": launch_bounds(spec)} if launch_bounds(spec) else {}
+    ptx, _ = cuda.compile(load(spec), signature(spec), device=False, abi="numba", output="ptx", cc=cc, **bounds)
     match = re.search(r"\.entry\s+([\w$]+)\s*\(", ptx)
     if match is None:
         raise NbtrtError(f"no kernel entry in the PTX of {spec.name}")

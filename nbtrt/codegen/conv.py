@@ -21,17 +21,20 @@ gemm_1x1 only, whatever its channel count (no int8 direct or tensor-core kernel 
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..errors import UnsupportedOpError
 from ..ir import Node
-from . import conv_direct, int8, mma_tiled, tiled
+from . import conv_direct, int8, mma_async, mma_tiled, tiled
 from .conv_direct import _mul, _sum
-from .conv_geom import ConvGeom, check_float32, geometry, store_lines
+from .conv_geom import ConvGeom, check_float32, geometry, run_storable, run_store_lines, store_lines
 from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, load, unravel
 
 TACTICS = ([dict(algorithm="implicit_gemm", **t) for t in tiled.TACTICS]
            + [dict(algorithm="gemm_1x1", **t) for t in tiled.TACTICS]
            + [dict(algorithm="direct", threads=t) for t in (128, 256)]
-           + [dict(algorithm="mma", **t) for t in mma_tiled.TACTICS])
+           + [dict(algorithm="mma", **t) for t in mma_tiled.TACTICS]
+           + [dict(algorithm="mma_async", **t) for t in mma_async.TACTICS])
 DEFAULT = dict(algorithm="implicit_gemm", bm=64, bn=64, bk=8, tm=8, tn=8, split_k=1, unroll=True)
 MAX_DIRECT_K = 32  # Cg·taps below which the default is the direct kernel
 
@@ -45,8 +48,10 @@ def is_1x1(g: ConvGeom) -> bool:
     return g.taps == 1 and all(s == 1 for s in g.strides) and all(p == 0 for p in g.pads) and g.out == g.sizes
 
 
-def problems(g: ConvGeom, tactic: dict, node: Node | None = None) -> list[str]:
-    """Why ``tactic`` cannot run this conv (empty if it can)."""
+def problems(g: ConvGeom, tactic: dict, node: Node | None = None, x: TensorArg | None = None,
+             w: TensorArg | None = None) -> list[str]:
+    """Why ``tactic`` cannot run this conv (empty if it can) with input ``x`` and weights ``w`` laid
+    out as given (contiguous NCHW / OIHW when not given)."""
     algo = tactic.get("algorithm")
     if int8.is_int8(node) and algo not in int8.ALGORITHMS:
         return [f"int8 math runs on the CUDA-core GEMM kernels only ({', '.join(int8.ALGORITHMS)})"]
@@ -56,17 +61,50 @@ def problems(g: ConvGeom, tactic: dict, node: Node | None = None) -> list[str]:
         t = mma_tiled.MmaTile.of(tactic)
         why = mma_tiled.allowed(t.math, node.attrs.get("math") if node is not None else None)
         return ([why] if why else []) + t.problems(True, False) + tiled.grid_problems(t, g.mg, g.n * g.pixels, g.groups)
+    if algo == "mma_async":
+        t = mma_async.AsyncTile.of(tactic)
+        why = mma_tiled.allowed(t.math, node.attrs.get("math") if node is not None else None)
+        return (([why] if why else []) + t.problems() + async_layout_problems(g, x, w)
+                + tiled.grid_problems(t, g.mg, g.n * g.pixels, g.groups))
     if algo not in ("implicit_gemm", "gemm_1x1"):
         return [f"unknown algorithm {algo!r}"]
     if algo == "gemm_1x1" and not is_1x1(g):
         return ["gemm_1x1 needs a 1x1 kernel, stride 1 and no padding"]
     t = tiled.Tile.of(tactic)
-    return t.problems(True, False) + tiled.grid_problems(t, g.mg, g.n * g.pixels, g.groups)
+    return t.problems(True, _k_contiguous(g, x, t)) + tiled.grid_problems(t, g.mg, g.n * g.pixels, g.groups)
 
 
-def valid(node: Node, tactic: dict) -> bool:
+def _k_contiguous(g: ConvGeom, x: TensorArg | None, t) -> bool:
+    """Whether consecutive k of the input operand are adjacent in memory (channels-last input, K a
+    channel or (tap, channel) with one tap per slice): the tile copies then run along k."""
+    return x is not None and x.strides[1] == 1 and g.c > 1 and (g.taps == 1 or g.cg % t.bk == 0)
+
+
+def async_layout_problems(g: ConvGeom, x: TensorArg | None, w: TensorArg | None) -> list[str]:
+    """Why the pipelined tensor-core kernel cannot copy these operands in 16-byte chunks: X must be
+    float16 channels-last and W float16 with each filter's (tap, channel) elements contiguous (OHWI),
+    with every stride, offset and Cg a multiple of 8 halves."""
+    if x is None or w is None:
+        return ["needs the input and weight layouts"]
+    why = []
+    if x.dtype != "float16" or w.dtype != "float16":
+        why.append("float16 input and weights")
+    if x.strides[1] != 1 or any(s % 8 for s in x.strides[:1] + x.strides[2:]) or x.offset % 8:
+        why.append("channels-last input with strides and offset in multiples of 8")
+    if g.cg % 8:
+        why.append(f"{g.cg} channels per group (not a multiple of 8)")
+    tap_major = (1,) + contiguous_strides(g.kernel + (g.cg,))[:-1]
+    if w.strides[1:] != tap_major or w.strides[0] % 8 or w.offset % 8:
+        why.append("weights not laid out (tap, channel) per filter (OHWI)")
+    return why
+
+
+def valid(node: Node, tactic: dict, outputs: list[TensorArg] | None = None,
+          inputs: list[TensorArg | None] | None = None) -> bool:
+    """Whether ``tactic`` can run ``node`` with these tensor layouts (contiguous when not given)."""
+    inputs = inputs or _operand_args(node)
     try:
-        return not problems(geometry(node, _operand_args(node)), tactic, node)
+        return not problems(geometry(node, inputs), tactic, node, inputs[0], inputs[1])
     except (KeyError, TypeError, ValueError):
         return False
 
@@ -76,12 +114,15 @@ def prefers_direct(g: ConvGeom) -> bool:
     return g.cg * g.taps < MAX_DIRECT_K or g.mg < 8
 
 
-def pick(g: ConvGeom, node: Node) -> dict:
+def pick(g: ConvGeom, node: Node, x: TensorArg | None = None, w: TensorArg | None = None) -> dict:
     """A reasonable tactic without tuning: direct for few channels per group; tensor cores when the
-    precision allows them; else the largest tile that still fills the GPU (132 SMs), splitting K when
-    even small tiles leave it mostly idle."""
+    precision allows them (the pipelined kernel when the layouts allow it); else the largest tile that
+    still fills the GPU (132 SMs), splitting K when even small tiles leave it mostly idle."""
     if prefers_direct(g) and not int8.is_int8(node):
         return dict(algorithm="direct", threads=128)
+    tile = mma_async.pick(g.mg, g.n * g.pixels, g.groups)
+    if tile and not problems(g, dict(algorithm="mma_async", **tile), node, x, w):
+        return dict(algorithm="mma_async", **tile)
     for math in ("f16", "tf32"):
         tile = mma_tiled.pick(g.mg, g.n * g.pixels, g.groups, math)
         if tile and mma_tiled.allowed(math, node.attrs.get("math")) is None:
@@ -95,8 +136,8 @@ def pick(g: ConvGeom, node: Node) -> dict:
 def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
     check_float32(node, outputs, inputs)
     g = geometry(node, inputs)
-    tactic = dict(tactic or pick(g, node))
-    why = problems(g, tactic, node)
+    tactic = dict(tactic or pick(g, node, inputs[0], inputs[1]))
+    why = problems(g, tactic, node, inputs[0], inputs[1])
     if why:
         raise UnsupportedOpError([(node.name, f"conv tactic {tactic}: {'; '.join(why)}")])
     name = "conv_" + identifier(node.name)
@@ -107,6 +148,8 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
                  f"dilations {list(g.dilations)}; GEMM per group: M={g.mg} N={g.n * g.pixels} K={g.cg * g.taps}")
     if tactic["algorithm"] == "direct":
         body, grid, block = conv_direct.kernel(name, node, g, outputs, inputs, params, tactic["threads"])
+    elif tactic["algorithm"] == "mma_async":
+        body, grid, block = _async_kernel(name, node, g, outputs, inputs, params, tactic)
     else:
         body, grid, block = _gemm_kernel(name, node, g, outputs, inputs, params, tactic)
     return KernelSpec(name, "\n".join(lines + body) + "\n", params, grid, block,
@@ -120,8 +163,6 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     quantized = int8.is_int8(node)
     read = int8.reader(node) if quantized else read
     x, w = inputs[0], inputs[1]
-    if w.strides[1:] != contiguous_strides(w.shape[1:]):
-        raise UnsupportedOpError([(node.name, "conv weights must be contiguous per output channel")])
     k_total, n_total = g.cg * g.taps, g.n * g.pixels
     prologue = []
     if g.groups > 1:
@@ -129,12 +170,14 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
                      f"wz = z * {g.mg * w.strides[0]}  # and its first filter"]
     wz = "wz" if g.groups > 1 else "0"
     rows = lambda xm, p: [f"{p}row = {_sum([str(w.offset), wz, _mul(xm, w.strides[0])])}"]
-    a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: ([], [], read(w, f"{p}row + {k}")))
+    a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: _weight(g, w, p, k, tmp, read))
     b = _pixels(g, x, read) if tactic["algorithm"] == "gemm_1x1" or (mma and is_1x1(g)) else _im2col(g, x, read)
     slices = ()
     if tactic["algorithm"] != "gemm_1x1" and g.taps > 1 and g.cg % t.bk == 0:  # K as (tap, channel): a tap per slice
-        a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: ([], [], read(w, f"{p}row + {_mul(k, g.taps)} - wshift")))
-        b, slices = _tap_major(g, x, read), _tap_lines(g, x)
+        a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: ([], [], read(w, _tap_weight(g, w, p, k))))
+        b, slices = _tap_major(g, x, read), _tap_lines(g, x, w)
+    if not mma and _k_contiguous(g, x, t):
+        b = dataclasses.replace(b, k_major=True)
     store = "store_" + identifier(node.name)
     extra = [o.param for o in outputs] + [i.param for i in inputs[2:] if i is not None]
     cols = _column_vars(g, n_total % t.bn != 0)
@@ -149,6 +192,49 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
         lines += (mma_tiled if mma else tiled).kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue,
                                                       call, columns, slices)
     grid, block = tiled.launch(t, g.mg, n_total, g.groups)
+    return lines, grid, block
+
+
+def _async_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
+    """The pipelined tensor-core kernel (``mma_async.py``): A = each filter's (tap, channel) halves,
+    B = the input's channels at each output position's window tap; chunks of 8 channels."""
+    t = mma_async.AsyncTile.of(tactic)
+    x, w = inputs[0], inputs[1]
+    k_total, n_total = g.cg * g.taps, g.n * g.pixels
+    prologue = [f"xz = z * {g.cg}  # this group's first channel", f"wz = z * {g.mg * w.strides[0]}  # and filter"] \
+        if g.groups > 1 else []
+    a = mma_async.Rows(g.mg, w.param, lambda xm, p: [f"{p}row = {_sum([str(w.offset), 'wz' if g.groups > 1 else '0', _mul(xm, w.strides[0])])}"],
+                       lambda p: ([], [], f"{p}row + kq"))
+
+    def setup(xn: str, p: str) -> list[str]:
+        lines = [f"{p}img = {xn} // {g.pixels}", f"{p}pix = {xn} % {g.pixels}"] if g.n > 1 else [f"{p}pix = {xn}"]
+        lines += unravel(f"{p}pix", g.out, f"{p}o")
+        lines += [f"{p}i{a} = {_sum([_mul(f'{p}o{a}', g.strides[a]), str(-g.pads[a])])}" for a in range(g.nsp)]
+        terms = [str(x.offset), _mul(f"{p}img", x.strides[0]) if g.n > 1 else "0", "xz" if g.groups > 1 else "0"]
+        return lines + [f"{p}base = {_sum(terms)}"]
+
+    def per_slice() -> list[str]:  # this thread's chunk: kernel tap and first channel
+        if g.taps == 1:
+            return []
+        return [f"tap = kq // {g.cg}", f"chan = kq - tap * {g.cg}"] + unravel("tap", g.kernel, "tap_j")
+
+    def chunk(p: str):
+        lines, conds, terms = _window(g, x, p, "tap_j", f"{p}h")
+        return lines, conds, _sum([f"{p}base", "chan" if g.taps > 1 else "kq"] + terms)
+
+    b = mma_async.Rows(n_total, x.param, setup, chunk, per_slice)
+    store = "store_" + identifier(node.name)
+    extra = [o.param for o in outputs] + [i.param for i in inputs[2:] if i is not None]
+    cols = _column_vars(g, n_total % t.bn != 0)
+    call = lambda v, m: f"{store}({', '.join(extra)}, z, {m}, {', '.join(cols)}, {v})"
+    lines = _store_function(store, node, g, outputs, inputs, extra, cols, t)
+    run = None
+    if run_storable(node, g, outputs):  # eight channels per 16-byte store
+        lines += _run_store_function(store + "_run", node, g, outputs, inputs, extra, cols, t)
+        run = lambda vs, m: f"{store}_run({', '.join(extra)}, z, {m}, {', '.join(cols)}, {', '.join(vs)})"
+    lines += mma_async.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call,
+                              lambda n: _columns(g, n, n_total % t.bn != 0), run)
+    grid, block = mma_async.launch(t, g.mg, n_total, g.groups)
     return lines, grid, block
 
 
@@ -174,6 +260,19 @@ def _store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t: t
         value = "acc"
     body += store_lines(node, outputs, inputs, "ch", coords, value)
     lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra + ['z', 'm'] + cols)}, v):"]
+    if checks:
+        return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
+    return lines + indent(body, 1) + [""]
+
+
+def _run_store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t) -> list[str]:
+    """``store`` for eight consecutive channels m..m+7 (Mg is a multiple of 8: all in range or none)."""
+    checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + (["col_ok"] if "col_ok" in cols else [])
+    coords = ["col_img" if g.n > 1 else "0"] + [f"col_o{a}" for a in range(g.nsp)]
+    values = [f"v{e}" for e in range(8)]
+    body = [f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m"]
+    body += run_store_lines(node, outputs, inputs, "ch", coords, values)
+    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra + ['z', 'm'] + cols + values)}):"]
     if checks:
         return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
     return lines + indent(body, 1) + [""]
@@ -218,27 +317,50 @@ def _im2col(g: ConvGeom, x: TensorArg, read) -> tiled.Operand:
             lines += [f"{t}c = {k} // {g.taps}", f"{t}j = {k} % {g.taps}"]
             lines += [ln for ln in unravel(f"{t}j", g.kernel, f"{t}j") if not ln.endswith(" = 0")]
         chan = f"{t}c" if g.taps > 1 else k
-        terms = [f"{p}base", _mul(chan, x.strides[1])]
-        for a in range(g.nsp):
-            pos = f"{p}i{a}"
-            if g.kernel[a] > 1:
-                lines.append(f"{t}h{a} = {p}i{a} + {_mul(f'{t}j{a}', g.dilations[a])}")
-                pos = f"{t}h{a}"
-            if g.pads[a] > 0:
-                conds.append(f"{pos} >= 0")
-            if (g.out[a] - 1) * g.strides[a] - g.pads[a] + (g.kernel[a] - 1) * g.dilations[a] >= g.sizes[a]:
-                conds.append(f"{pos} < {g.sizes[a]}")
-            terms.append(_mul(pos, x.strides[2 + a]))
-        return lines, conds, read(x, _sum(terms))
+        more, conds, terms = _window(g, x, p, f"{t}j", f"{t}h")
+        return lines + more, conds, read(x, _sum([f"{p}base", _mul(chan, x.strides[1])] + terms))
 
     return tiled.Operand(g.n * g.pixels, False, setup, load)
 
 
-def _tap_lines(g: ConvGeom, x: TensorArg) -> tuple[str, ...]:
+def _window(g: ConvGeom, x: TensorArg, p: str, j: str, h: str) -> tuple[list[str], list[str], list[str]]:
+    """(lines, in-bounds conditions, address terms) of the input position ``p``i + ``j``·d of a column
+    whose window corner is ``p``i<axis>, for the kernel offsets ``j``<axis> (named ``h``<axis>)."""
+    lines, conds, terms = [], [], []
+    for a in range(g.nsp):
+        pos = f"{p}i{a}"
+        if g.kernel[a] > 1:
+            lines.append(f"{h}{a} = {p}i{a} + {_mul(f'{j}{a}', g.dilations[a])}")
+            pos = f"{h}{a}"
+        if g.pads[a] > 0:
+            conds.append(f"{pos} >= 0")
+        if (g.out[a] - 1) * g.strides[a] - g.pads[a] + (g.kernel[a] - 1) * g.dilations[a] >= g.sizes[a]:
+            conds.append(f"{pos} < {g.sizes[a]}")
+        terms.append(_mul(pos, x.strides[2 + a]))
+    return lines, conds, terms
+
+
+def _tap_lines(g: ConvGeom, x: TensorArg, w: TensorArg) -> tuple[str, ...]:
     """Per K slice of the (tap, channel) order: the slice's tap (Cg is a multiple of BK, so a slice
-    never spans two taps), its kernel offsets, and the shifts that turn k into a channel."""
+    never spans two taps), its kernel offsets, and the shifts that turn k = tap·Cg + c into channel c
+    of the input (``tapc``) and into the weight element (m, c, tap) (``wshift``, for any W strides)."""
     lines = [f"tap = k0 // {g.cg}  # this K slice's kernel tap"] + unravel("tap", g.kernel, "tap_j")
-    return tuple(lines + [f"tapc = tap * {g.cg * x.strides[1]}", f"wshift = tap * {g.cg * g.taps - 1}"])
+    tap_at = _sum([_mul(f"tap_j{a}", w.strides[2 + a]) for a in range(g.nsp)])
+    return tuple(lines + [f"tapc = tap * {g.cg * x.strides[1]}", f"wshift = tap * {g.cg * w.strides[1]} - ({tap_at})"])
+
+
+def _weight(g: ConvGeom, w: TensorArg, p: str, k: str, tmp: str, read):
+    """Element (m, k) of A in the (channel, tap) K order: W[m, c, j] at k = c·taps + j; one add when
+    each filter is contiguous (OIHW), else c and j decoded through W's strides (e.g. OHWI)."""
+    if all(s == c for d, s, c in zip(w.shape[1:], w.strides[1:], contiguous_strides(w.shape[1:])) if d > 1):
+        return [], [], read(w, f"{p}row + {k}")
+    lines = [f"{tmp}c = {k} // {g.taps}", f"{tmp}j = {k} % {g.taps}"] + unravel(f"{tmp}j", g.kernel, f"{tmp}j")
+    at = _sum([f"{p}row", _mul(f"{tmp}c", w.strides[1])] + [_mul(f"{tmp}j{a}", w.strides[2 + a]) for a in range(g.nsp)])
+    return lines, [], read(w, at)
+
+
+def _tap_weight(g: ConvGeom, w: TensorArg, p: str, k: str) -> str:
+    return f"{p}row + {_mul(k, w.strides[1])} - wshift"
 
 
 def _tap_major(g: ConvGeom, x: TensorArg, read) -> tiled.Operand:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ..ir import Node
 from .conv_geom import ConvGeom, store_lines
-from .kernel import TensorArg, indent, load, unravel
+from .kernel import TensorArg, element_order, indent, load, unravel
 
 MAX_BLOCKS = 132 * 32
 
@@ -89,6 +89,17 @@ def _transpose_taps(g: ConvGeom, x: TensorArg, w: TensorArg) -> list[str]:
     return lines + indent(_accumulate(g, xi, wi, x, w), depth)
 
 
+def _elements(g: ConvGeom, out: TensorArg) -> list[str]:
+    """Lines setting ``img``, ``ch`` and ``o0..`` of output element ``i``: row-major (a pixel row of one
+    channel after another), or in the output's memory order (channels-last: channels fastest)."""
+    order = element_order(out)
+    if order is None:
+        return [f"img = i // {g.m * g.pixels}" if g.n > 1 else "img = 0",
+                f"ch = (i // {g.pixels}) % {g.m}" if g.pixels > 1 else f"ch = i % {g.m}",
+                f"pix = i % {g.pixels}"] + unravel("pix", g.out, "o")
+    return unravel("i", (g.n, g.m) + tuple(g.out), ["img", "ch"] + [f"o{a}" for a in range(g.nsp)], order)
+
+
 def kernel(name: str, node: Node, g: ConvGeom, outputs: list[TensorArg], inputs: list[TensorArg | None],
            params: list[str], threads: int, transpose: bool = False):
     """(source lines, grid, block) of a direct kernel over every output element."""
@@ -98,9 +109,7 @@ def kernel(name: str, node: Node, g: ConvGeom, outputs: list[TensorArg], inputs:
              "    i = cuda.grid(1)",
              "    step = cuda.gridsize(1)",
              f"    while i < {total}:"]
-    body = [f"img = i // {g.m * g.pixels}" if g.n > 1 else "img = 0",
-            f"ch = (i // {g.pixels}) % {g.m}" if g.pixels > 1 else f"ch = i % {g.m}"]
-    body += [f"pix = i % {g.pixels}"] + unravel("pix", g.out, "o")
+    body = _elements(g, outputs[0])
     zb = "ch" if g.mg == 1 else f"(ch // {g.mg})"
     grouped = lambda stride: _mul(zb, g.cg * stride) if g.groups > 1 else "0"
     body.append(f"xb = {_sum([str(x.offset), _mul('img', x.strides[0]) if g.n > 1 else '0', grouped(x.strides[1])])}")

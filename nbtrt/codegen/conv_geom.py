@@ -128,5 +128,36 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
     return lines
 
 
+def run_storable(node: Node, g: ConvGeom, outputs: list[TensorArg]) -> bool:
+    """Whether 8 consecutive output channels can leave as one 16-byte store: one float16
+    channels-last output whose every run of 8 channels starts 16-byte aligned, Mg a multiple of 8."""
+    out = outputs[0]
+    return (len(outputs) == 1 and out.dtype == "float16" and len(out.shape) >= 3 and out.strides[1] == 1
+            and out.offset % 8 == 0 and all(s % 8 == 0 for s in out.strides[:1] + out.strides[2:]) and g.mg % 8 == 0)
+
+
+def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], chan: str,
+                    coords: list[str], values: list[str]) -> list[str]:
+    """Lines that put ``values`` (channels ``chan`` + 0..7 at ``coords``) through the epilogue and store
+    them as one 16-byte vector (see :func:`run_storable`): the operands of all eight are loaded first."""
+    out = outputs[0]
+    loads: list[str] = []
+
+    def fetch(k, full):
+        loads.append(f"f{len(loads)} = {load(inputs[k], index_of(inputs[k], out.shape, full), 'float32')}")
+        return f"f{len(loads) - 1}"
+
+    bodies, results = [], []
+    for e, v in enumerate(values):
+        full = [coords[0], f"{chan} + {e}" if e else chan] + list(coords[1:])
+        body, result = epilogue.emit(node.attrs["epilogues"][0], v, lambda k, full=full: fetch(k, full), "float32",
+                                     prefix=f"e{e}_")
+        bodies += body
+        results.append(result)
+    words = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
+    at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
+    return loads + bodies + [f"st_v4({out.param}, {at}, {', '.join(words)})"]
+
+
 def _total(node: Node, outputs: list[TensorArg]) -> int:
     return sum(int(o.shape[1]) for o in outputs)

@@ -23,7 +23,7 @@ TACTICS = [{"threads": t} for t in (64, 128, 256)]
 DEFAULT = {"threads": 128}
 
 
-def valid(node: Node, tactic: dict) -> bool:
+def valid(node: Node, tactic: dict, outputs=None, inputs=None) -> bool:
     return 32 <= tactic.get("threads", 0) <= 1024
 
 

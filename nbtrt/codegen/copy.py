@@ -27,8 +27,8 @@ from ..ir import Node
 from ..ops.reshape import norm_axes, transpose_perm
 from ..ops.schema import const_input, const_ints, has_input, shape_error
 from ..ops.slicing import slice_bounds, slice_params
-from .kernel import (KernelSpec, TensorArg, contiguous_strides, convert, header, identifier, indent, index_of,
-                     unravel)
+from .kernel import (KernelSpec, TensorArg, contiguous_strides, convert, element_order, header, identifier, indent,
+                     index_of, unravel)
 
 TACTICS = [{"threads": t} for t in (128, 256, 512)]
 DEFAULT = {"threads": 256}
@@ -49,18 +49,20 @@ def loop_kernel(kind: str, node: Node, tactic: dict, outputs, inputs, shape, bod
                 prelude: list[str] = ()) -> KernelSpec:
     """A grid-stride kernel over ``shape``: ``body`` runs with ``i`` and ``c0..`` set per element.
     Parameters are ``outputs`` then ``inputs`` (TensorArgs the kernel touches); ``prelude`` holds
-    module-level constants."""
+    module-level constants. Elements are enumerated in the memory order of the first tensor shaped
+    like ``shape`` (the output, or a Split's input)."""
     tactic = dict(tactic or DEFAULT)
     n = int(np.prod(shape, dtype=np.int64))
     name = f"{kind}_{identifier(node.name)}"
     args = list(outputs) + list(inputs)
+    like = next((a for a in args if a.shape == tuple(shape)), None)
     params = [a.param for a in args]
     lines = header(kind, node, tactic, outputs, inputs) + list(prelude)
     lines += [f"def {name}({', '.join(params)}):",
               "    i = cuda.grid(1)",
               "    step = cuda.gridsize(1)",
               f"    while i < {n}:"]
-    lines += indent(unravel("i", shape) + body + ["i += step"], 2)
+    lines += indent(unravel("i", shape, order=like and element_order(like)) + body + ["i += step"], 2)
     threads = tactic["threads"]
     blocks = max(1, min(-(-n // threads), MAX_BLOCKS))
     return KernelSpec(name, "\n".join(lines) + "\n", params, (blocks, 1, 1), (threads, 1, 1),

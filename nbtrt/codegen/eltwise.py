@@ -15,7 +15,7 @@ from ..groups import Step, is_group
 from ..ir import Node
 from . import epilogue
 from .kernel import (FLOATS, KernelSpec, TensorArg, compute_dtype, header, identifier, indent, index_of, load, store,
-                     unravel)
+                     element_order, unravel)
 
 TACTICS = [{"threads": t} for t in (128, 256, 512)]
 DEFAULT = {"threads": 256}
@@ -46,7 +46,7 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
               "    i = cuda.grid(1)",
               "    step = cuda.gridsize(1)",
               f"    while i < {n}:"]
-    lines += indent(unravel("i", shape) + body + [store(out, index_of(out, shape, coords), result, cd),
+    lines += indent(unravel("i", shape, order=element_order(out)) + body + [store(out, index_of(out, shape, coords), result, cd),
                                                    "i += step"], 2)
     threads = tactic["threads"]
     blocks = max(1, min(-(-n // threads), MAX_BLOCKS))

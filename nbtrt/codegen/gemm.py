@@ -99,9 +99,12 @@ def _args(node: Node):
     return outs, ins
 
 
-def valid(node: Node, tactic: dict) -> bool:
+def valid(node: Node, tactic: dict, outputs: list[TensorArg] | None = None,
+          inputs: list[TensorArg | None] | None = None) -> bool:
+    """Whether ``tactic`` can run ``node`` with these tensor layouts (contiguous when not given)."""
+    outs, ins = _args(node)
     try:
-        return not problems(Problem(node, *_args(node)), tactic, node.attrs.get("math"))
+        return not problems(Problem(node, outputs or outs, inputs or ins), tactic, node.attrs.get("math"))
     except (KeyError, TypeError, ValueError):
         return False
 

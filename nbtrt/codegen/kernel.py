@@ -102,18 +102,40 @@ def store(arg: TensorArg, index: str, value: str, cd: str) -> str:
     return f"{arg.param}[{index}] = {convert(value, cd, arg.dtype)}"
 
 
-def unravel(flat: str, shape, prefix: str = "c") -> list[str]:
-    """Source lines that set ``c0..c{r-1}`` to the coordinates of flat index ``flat`` in ``shape``."""
-    lines, strides = [], contiguous_strides(shape)
-    for k, (d, s) in enumerate(zip(shape, strides)):
+def unravel(flat: str, shape, prefix="c", order=None) -> list[str]:
+    """Source lines that set ``c0..c{r-1}`` to the coordinates of flat index ``flat`` in ``shape``
+    (``prefix`` "c"; or a list of the variables' names).
+
+    ``order`` lists the dims from outermost to innermost (default: row-major, the last dim fastest);
+    e.g. :func:`element_order` of a channels-last output makes consecutive flat indices walk its
+    channels, so consecutive threads write consecutive addresses."""
+    order = tuple(range(len(shape))) if order is None else tuple(order)
+    step, acc = {}, 1
+    for k in reversed(order):
+        step[k] = acc
+        acc *= int(shape[k])
+    names = [f"{prefix}{k}" for k in range(len(shape))] if isinstance(prefix, str) else list(prefix)
+    lines = []
+    for k, (d, c) in enumerate(zip(shape, names)):
+        s = step[k]
         if d == 1:
-            lines.append(f"{prefix}{k} = 0")
-        elif k == 0:
-            lines.append(f"{prefix}{k} = {flat} // {s}" if s != 1 else f"{prefix}{k} = {flat}")
+            lines.append(f"{c} = 0")
+        elif k == order[0]:
+            lines.append(f"{c} = {flat} // {s}" if s != 1 else f"{c} = {flat}")
         else:
             q = f"{flat} // {s}" if s != 1 else flat
-            lines.append(f"{prefix}{k} = ({q}) % {d}")
+            lines.append(f"{c} = ({q}) % {d}")
     return lines
+
+
+def element_order(arg: TensorArg) -> tuple[int, ...] | None:
+    """The dims of ``arg`` from outermost to innermost in memory (largest stride first, ties and
+    size-1 dims in dim order), for :func:`unravel`; None when that is row-major order (a contiguous
+    tensor, or a slice of one), so that such kernels keep their plain row-major code."""
+    big = [s for d, s in zip(arg.shape, arg.strides) if d != 1]
+    if all(a >= b for a, b in zip(big, big[1:])):
+        return None
+    return tuple(sorted(range(len(arg.shape)), key=lambda k: -arg.strides[k] if arg.shape[k] != 1 else 0))
 
 
 def index_of(arg: TensorArg, out_shape, coords) -> str:

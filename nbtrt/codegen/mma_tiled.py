@@ -183,12 +183,18 @@ def _multiply(t: MmaTile) -> list[str]:
                           for e in range(4)]
             for j in range(t.fn):
                 lines += [f"b{j}_{e} = tf32(b_tile[{kk} + q + {4 * e}, wn + g + {j * 8}])" for e in range(2)]
-        op = "mma_f16" if t.math == "f16" else "mma_tf32"
-        for i in range(t.fm):
-            for j in range(t.fn):
-                c = ", ".join(f"c{i}_{j}_{e}" for e in range(4))
-                a = ", ".join(f"a{i}_{e}" for e in range(4))
-                lines.append(f"{c} = {op}({a}, b{j}_0, b{j}_1, {c})")
+        lines += products(t.fm, t.fn, "mma_f16" if t.math == "f16" else "mma_tf32")
+    return lines
+
+
+def products(fm: int, fn: int, op: str) -> list[str]:
+    """A warp tile's mma calls: accumulators c<i>_<j>_<e> += fragments a<i>_<e> · b<j>_<e>."""
+    lines = []
+    for i in range(fm):
+        for j in range(fn):
+            c = ", ".join(f"c{i}_{j}_{e}" for e in range(4))
+            a = ", ".join(f"a{i}_{e}" for e in range(4))
+            lines.append(f"{c} = {op}({a}, b{j}_0, b{j}_1, {c})")
     return lines
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from ..errors import UnsupportedOpError
 from ..ir import Node
-from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, store, unravel
+from .kernel import (KernelSpec, TensorArg, element_order, header, identifier, indent, index_of, literal, store,
+                     unravel)
 from .reduce import ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, resolve
 
 ELEMENT_TACTICS = [{"threads": t, "rows": 1} for t in (128, 256, 512)]
@@ -56,7 +57,7 @@ def _per_element(node, outputs, inputs, tactic, cd, body_of) -> KernelSpec:
     coords = [f"c{k}" for k in range(len(x.shape))]
     t = element_tactic(tactic)
     threads = t["threads"]
-    body = unravel("i", x.shape) + [f"v = {load(x, index_of(x, x.shape, coords), cd)}"]
+    body = unravel("i", x.shape, order=element_order(out)) + [f"v = {load(x, index_of(x, x.shape, coords), cd)}"]
     body += body_of(node, x, inputs, cd) + [store(out, index_of(out, out.shape, coords), "y", cd), "i += step"]
     args = [a for a in inputs if a is not None]
     params = [out.param] + [a.param for a in args]

@@ -28,7 +28,8 @@ from ..groups import is_group
 from ..ir import Node
 from ..ops.window import flag, forward_shape, window_attrs
 from . import epilogue
-from .kernel import KernelSpec, TensorArg, header, identifier, indent, index_of, literal, store, unravel
+from .kernel import (KernelSpec, TensorArg, element_order, header, identifier, indent, index_of, literal, store,
+                     unravel)
 from .reduce import (ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, lowest,
                      resolve)
 
@@ -103,7 +104,7 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
     total = int(np.prod(acc_shape, dtype=np.int64))
     indices = outputs[len(programs)] if is_max and len(outputs) > len(programs) else None
     lines = ["i = cuda.grid(1)", "step = cuda.gridsize(1)", f"while i < {total}:"]
-    body = unravel("i", acc_shape)
+    body = unravel("i", acc_shape, order=element_order(outputs[0]))
     nc = TensorArg(x.param, x.dtype, x.shape[:2] + (1,) * nsp, x.strides, x.offset)
     body.append(f"xb = {index_of(nc, acc_shape, [f'c{a}' for a in range(len(acc_shape))])}  # X[n, c] starts here")
     for i, (n, k, s, d, pb, pe, o) in enumerate(geo):

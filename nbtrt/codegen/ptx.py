@@ -14,6 +14,13 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
   lane l gives the shared address of row l % 8 of 8×8 matrix l // 8 and receives, of each matrix i,
   register i = its elements [l // 4, 2(l % 4) : 2(l % 4) + 2] (transposed with ``.trans``). For 32-bit
   elements (tf32) ``ldsm_x4`` of a row-major 8×4 block gives element [l // 4, l % 4].
+- ``cp_async16(dst, array, index, ok)``: ``cp.async.cg.shared.global`` of the 16 bytes at element
+  ``index`` of a global array to shared address ``dst`` (asynchronous, through L2 only); when ``ok`` is
+  false nothing is read and the 16 bytes are zero-filled (the src-size operand is 0).
+  ``cp_async_commit()`` closes a group of copies; ``cp_async_wait<N>()`` (N = 0..3) waits until at
+  most N of this thread's groups are still in flight (a barrier then makes every thread's copies visible).
+- ``st_v4(array, index, r0, r1, r2, r3)``: ``st.global.v4.b32``, 16 bytes (four 32-bit registers,
+  e.g. eight halves packed by ``pack_f16``) stored at element ``index`` of a global array (16-byte aligned).
 - ``shared_addr(array)``: the 32-bit shared-window address of a shared array's first element.
 - ``bits16(array, i)`` → uint32: the raw 16 bits of element i of a 2-byte array (zero-extended).
 - ``pack_f16(lo, hi)`` → uint32: two float32 rounded to halves, ``lo`` in the low 16 bits;
@@ -35,7 +42,7 @@ def _asm(builder, result, args, text, constraints, reads_shared=False):
     barriers, as if it were a pure function of its address)."""
     ftype = ir.FunctionType(result, [a.type for a in args])
     if reads_shared:
-        constraints += ",~{memory}"
+        constraints += ",~{memory}" if constraints else "~{memory}"
     return builder.asm(ftype, text, constraints, args, side_effect=reads_shared)
 
 
@@ -123,5 +130,47 @@ def tf32(typingctx, x):
     return sig, codegen
 
 
+@intrinsic
+def cp_async16(typingctx, dst, array, index, ok):
+    sig = types.void(types.uint32, array, types.int64, types.boolean)
+
+    def codegen(context, builder, signature, args):
+        dst, arr, index, ok = args
+        index = builder.select(ok, index, ir.Constant(_I64, 0))  # a valid address even when nothing is read
+        src = builder.ptrtoint(_element_pointer(context, builder, signature.args[1], arr, index, ir.IntType(8)), _I64)
+        size = builder.select(ok, ir.Constant(_I32, 16), ir.Constant(_I32, 0))
+        _asm(builder, ir.VoidType(), [dst, src, size], "cp.async.cg.shared.global [$0], [$1], 16, $2;", "r,l,r",
+             reads_shared=True)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def st_v4(typingctx, array, index, r0, r1, r2, r3):
+    sig = types.void(array, types.int64, types.uint32, types.uint32, types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.ptrtoint(_element_pointer(context, builder, signature.args[0], args[0], args[1], ir.IntType(8)), _I64)
+        _asm(builder, ir.VoidType(), [ptr] + list(args[2:]), "st.global.v4.b32 [$0], {$1,$2,$3,$4};", "l,r,r,r,r",
+             reads_shared=True)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+def _no_operand(text: str):
+    @intrinsic
+    def instruction(typingctx):
+        def codegen(context, builder, signature, args):
+            _asm(builder, ir.VoidType(), [], text, "", reads_shared=True)
+            return context.get_dummy_value()
+        return types.void(), codegen
+    return instruction
+
+
+cp_async_commit = _no_operand("cp.async.commit_group;")
+CP_ASYNC_WAITS = {f"cp_async_wait{n}": _no_operand(f"cp.async.wait_group {n};") for n in range(4)}
+
+
 INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "ldsm_x4": ldsm_x4, "ldsm_x4_t": ldsm_x4_t,
-              "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16, "tf32": tf32}
+              "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16, "tf32": tf32,
+              "cp_async16": cp_async16, "st_v4": st_v4, "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}

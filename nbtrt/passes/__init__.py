@@ -21,7 +21,10 @@ Nothing registers itself on import; to add a pass, write ``passes/<name>.py`` wi
 10. ``eliminate_concat``  producers write straight into their slice of the concat buffer
 11. ``dead_code``         remove nodes nothing reads
 12. ``precision``         what each kernel computes in (fp32 / tf32 / fp16, layer_precision overrides)
-                          and which tensors become float16; last, so that it sees the final kernels
+                          and which tensors become float16; after the fusions, so that it sees the
+                          final kernels
+13. ``pad_channels``      an fp16 conv reading a few-channel network input reads it zero-padded to 8
+                          channels (float16, channels-last: 16-byte chunks for the tensor-core copies)
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from ..config import BuildConfig
 from ..ir import Graph
 from ..report import BuildReport
 from . import (bind_shapes, dead_code, eliminate_concat, fold_affine, fold_batchnorm, fold_constants, fold_qdq,
-               fuse_elementwise, fuse_epilogue, merge_parallel, precision, remove_identity)
+               fuse_elementwise, fuse_epilogue, merge_parallel, pad_channels, precision, remove_identity)
 
 PIPELINE = (
     bind_shapes,
@@ -46,6 +49,7 @@ PIPELINE = (
     eliminate_concat,
     dead_code,
     precision,
+    pad_channels,
 )
 
 

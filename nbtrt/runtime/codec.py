@@ -5,7 +5,8 @@ nothing but IR objects:
 
 - a value is ``{"name", "dtype", "shape"}`` (dims are ints, symbolic names or null);
 - constants are rows ``{"name", "dtype", "shape", "offset", "nbytes"}`` into one weights blob (raw
-  little-endian bytes, each array 64-byte aligned), in their final layout and precision;
+  little-endian bytes, each array 64-byte aligned), in their final precision and logical row-major
+  order (the memory plan's strides say how the device holds them: ``context.device_constant``);
 - a node is ``{"op", "name", "domain", "inputs": [value name | null], "outputs": [value], "attrs"}``;
   a plugin node also has ``"plugin": {"op", "domain", "version", "data"}``: the key of its registered
   plugin and its ``serialize()`` bytes in base64 (loading deserializes them with that plugin);

@@ -22,7 +22,7 @@ from ..bindings import check_inputs, check_names, check_shape, host_array
 from ..codegen.build import jit
 from ..codegen.numba_env import simulated
 from ..errors import ExecutionError, InputError
-from .memory import nbytes, strided
+from .memory import nbytes, physical, strided
 from .plugin_steps import finalize_with, gpu_array, numba_stream, plugin_steps, schedule, sim_array, workspace_bytes
 
 
@@ -107,10 +107,11 @@ class _SimBackend:
         self.order = schedule(len(self.kernels), self.steps)
         size = workspace_bytes(self.steps)
         self.workspace = sim_array(np.zeros(size, np.uint8), 0, (size,))
+        self.constants = {id(v): device_constant(engine, v) for v in engine.graph.constants.values()}
 
     def buffer(self, root) -> np.ndarray:
         if root.is_constant:
-            return np.ascontiguousarray(root.const).reshape(-1)
+            return self.constants[id(root)]
         off = self.engine.memory.offsets[id(root)]
         return self.arena[off:off + nbytes(root)].view(root.type.dtype)
 
@@ -261,8 +262,14 @@ def _engine_constants(engine) -> dict:
     with engine._lock:
         if engine._device_constants is None:
             from . import driver
-            engine._device_constants = {id(v): driver.upload(v.const) for v in engine.graph.constants.values()}
+            engine._device_constants = {id(v): driver.upload(device_constant(engine, v))
+                                        for v in engine.graph.constants.values()}
         return engine._device_constants
+
+
+def device_constant(engine, v) -> np.ndarray:
+    """Constant ``v`` as the flat buffer kernels read: laid out by its memory-plan strides (e.g. OHWI)."""
+    return physical(v.const, engine.memory.layout(v).strides)
 
 
 def _engine_functions(engine) -> list:

@@ -1,6 +1,7 @@
 """Memory plan: where every tensor lives, and one arena shared by liveness.
 
-Aliasing first. A value's *root* is the buffer it lives in, at an element offset with element strides:
+Aliasing first. A value's *root* is the buffer it lives in, at an element offset with element strides
+(row-major, or channels-last where ``layout.py`` says so):
 - a view (Reshape, Flatten, Squeeze, Unsqueeze, Identity) lives where its input lives;
 - input i of an in-place Concat lives in the concat's buffer: offset ``o_i · inner`` along the axis,
   with the concat output's strides (its producer writes there directly).
@@ -21,6 +22,7 @@ from ..codegen.kernel import contiguous_strides
 from ..errors import NbtrtError
 from ..groups import VIEW_OPS
 from ..ir import Graph, Value
+from .layout import plan_strides, same_strides
 
 ALIGN = 256
 
@@ -52,17 +54,30 @@ def strided(flat: np.ndarray, layout: Layout, shape) -> np.ndarray:
                                            [s * flat.itemsize for s in layout.strides]).copy()
 
 
+def physical(array: np.ndarray, strides) -> np.ndarray:
+    """The flat buffer that holds ``array`` at element ``strides`` (the inverse of :func:`strided`;
+    e.g. a conv weight laid out OHWI for the device)."""
+    array = np.asarray(array)
+    if tuple(strides) == contiguous_strides(array.shape):
+        return np.ascontiguousarray(array).reshape(-1)
+    flat = np.empty(array.size, array.dtype)
+    if array.size:
+        np.lib.stride_tricks.as_strided(flat, array.shape, [s * flat.itemsize for s in strides])[...] = array
+    return flat
+
+
 def nbytes(v: Value) -> int:
     if not v.type.is_static:
         raise NbtrtError(f"tensor {v.name!r} has no static shape ({v.type}); build with fixed input shapes")
     return int(np.prod(v.type.shape, dtype=np.int64)) * np.dtype(v.type.dtype).itemsize
 
 
-def _layouts(graph: Graph) -> dict[int, Layout]:
+def _layouts(graph: Graph, layout: str) -> dict[int, Layout]:
     layouts: dict[int, Layout] = {}
+    strides = plan_strides(graph, layout)
 
     def get(v: Value) -> Layout:
-        return layouts.setdefault(id(v), Layout(v, 0, contiguous_strides(v.type.shape)))
+        return layouts.setdefault(id(v), Layout(v, 0, strides.get(id(v)) or contiguous_strides(v.type.shape)))
 
     for node in reversed(graph.nodes):
         if node.op == "Concat" and node.attrs.get("in_place"):
@@ -76,7 +91,8 @@ def _layouts(graph: Graph) -> dict[int, Layout]:
     for node in graph.nodes:
         if node.op in VIEW_OPS:
             src = get(node.inputs[0])
-            if src.strides != contiguous_strides(node.inputs[0].type.shape):
+            shape = node.inputs[0].type.shape
+            if not same_strides(shape, src.strides, contiguous_strides(shape)):
                 raise NbtrtError(f"view {node.name!r} ({node.op}) of a non-contiguous tensor")
             layouts[id(node.outputs[0])] = Layout(src.root, src.offset, contiguous_strides(node.outputs[0].type.shape))
     for v in graph.values():
@@ -106,8 +122,9 @@ def _lifetimes(graph: Graph, layouts: dict[int, Layout]) -> dict[int, list[int]]
     return life
 
 
-def plan_memory(graph: Graph) -> MemoryPlan:
-    layouts = _layouts(graph)
+def plan_memory(graph: Graph, layout: str = "nchw") -> MemoryPlan:
+    """The memory plan; ``layout`` "nhwc" stores activations channels-last where it may (``layout.py``)."""
+    layouts = _layouts(graph, layout)
     life = _lifetimes(graph, layouts)
     roots = {id(l.root): l.root for l in layouts.values() if not l.root.is_constant and id(l.root) in life}
     order = sorted(roots.values(), key=lambda r: (-nbytes(r), life[id(r)][0]))

@@ -21,7 +21,9 @@ and ``kernels`` (a display table: name, kind, ONNX nodes, grid, block, tactic, e
 The payload's members: ``graph.json`` (the optimized graph, memory plan and kernel records, see
 ``codec.py``: nodes with attributes, constants as rows into ``weights.bin``, and per kernel its node,
 kind, entry function, parameters with the value behind each, dtypes, grid, block, tactic, entry symbol,
-arch and member names), ``weights.bin`` (the constants' raw bytes in their final layout and precision),
+arch and member names), ``weights.bin`` (the constants' raw bytes in their final precision, in logical
+row-major order: the memory plan's strides, e.g. OHWI conv weights, are applied when they are loaded
+onto the device),
 and per kernel ``kernels/NNN_<name>.py`` (generated source), ``.cubin`` and ``.ptx`` (when compiled).
 Plugin nodes keep their plugin's key and ``serialize()`` state in ``graph.json``; loading recreates
 them with the registered plugin's ``deserialize`` (an unregistered one raises PluginNotFoundError);

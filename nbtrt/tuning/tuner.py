@@ -17,9 +17,9 @@ FAST_CANDIDATES = 4
 REPEATS = 10
 
 
-def candidates(family, node, level: str, current: dict) -> list[dict]:
-    """The tactics to try for ``node``: the current one first."""
-    valid = [t for t in family.TACTICS if t != current and family.valid(node, t)]
+def candidates(family, node, level: str, current: dict, outs=None, ins=None) -> list[dict]:
+    """The tactics to try for ``node`` (with these tensor layouts): the current one first."""
+    valid = [t for t in family.TACTICS if t != current and family.valid(node, t, outs, ins)]
     if level == "fast":
         same = [t for t in valid if t.get("algorithm") == current.get("algorithm")]
         valid = (same + [t for t in valid if t not in same])[:FAST_CANDIDATES - 1]
@@ -112,7 +112,7 @@ def tune(engine, config, cache: TimingCache, progress=sys.stderr) -> dict:
             same[i] = first_of[key]
             continue
         first_of[key] = i
-        tactics = candidates(family, node, config.tuning, k.spec.tactic)
+        tactics = candidates(family, node, config.tuning, k.spec.tactic, outs, ins)
         if len(tactics) > 1:
             work[i] = (key, [(t, codegen.generate(node, outs, ins, t)) for t in tactics])
     if work:

@@ -19,14 +19,23 @@ def poison(dtype, n):
     return np.full(n, fill, dtype)
 
 
-def run_generated(node, arrays, tactic=None, out_args=None, buffer_sizes=None):
-    """Launch the kernel generated for ``node`` on ``arrays``; return (outputs, raw output buffers)."""
-    ins = [None if a is None else TensorArg.contiguous(f"in{k}", a.dtype.name, a.shape)
-           for k, a in enumerate(arrays)]
+def laid_out(arg, array):
+    """A flat buffer holding ``array`` where ``arg`` (offset, strides) places it; the rest poisoned."""
+    size = arg.offset + 1 + sum((d - 1) * s for d, s in zip(arg.shape, arg.strides))
+    flat = poison(array.dtype, size)
+    np.lib.stride_tricks.as_strided(flat[arg.offset:], arg.shape, [s * flat.itemsize for s in arg.strides])[...] = array
+    return flat
+
+
+def run_generated(node, arrays, tactic=None, out_args=None, buffer_sizes=None, in_args=None):
+    """Launch the kernel generated for ``node`` on ``arrays`` (laid out as ``in_args`` say, else
+    contiguous); return (outputs, raw output buffers, spec)."""
+    ins = in_args or [None if a is None else TensorArg.contiguous(f"in{k}", a.dtype.name, a.shape)
+                      for k, a in enumerate(arrays)]
     outs = out_args or [TensorArg.contiguous(f"out{i}", v.type.dtype, v.type.shape)
                         for i, v in enumerate(node.outputs)]
     spec = generate(node, outs, ins, tactic)
-    buffers = {a.param: np.ascontiguousarray(x).reshape(-1) for a, x in zip(ins, arrays) if a is not None}
+    buffers = {a.param: laid_out(a, x) for a, x in zip(ins, arrays) if a is not None}
     for i, o in enumerate(outs):
         size = (buffer_sizes or {}).get(o.param, o.numel + o.offset)
         buffers[o.param] = poison(o.dtype, size)

@@ -246,3 +246,38 @@ def test_tap_major_order(x, w, attrs, tile):
     arrays = [np.random.default_rng(0).standard_normal(v.type.shape).astype(np.float32) for v in node.inputs]
     spec = assert_matches(node, arrays, rtol=1e-4, atol=1e-5, tactic=dict(algorithm="implicit_gemm", unroll=True, **tile))
     assert "tap = k0 //" in spec.source
+
+
+def _nhwc(param, shape, channels=None, first=0):
+    n, c, h, w = shape
+    total = channels or c
+    return TensorArg(param, "float32", tuple(shape), (h * w * total, 1, w * total, total), first)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.data())
+def test_channels_last_input_and_ohwi_weights(data):
+    """The memory plan's channels-last layout: NHWC input (maybe a channel slice of a wider buffer),
+    OHWI weights, NHWC output, for every GEMM algorithm and K order: (tap, channel) copies along k,
+    (channel, tap) with the weight element decoded through W's strides, the direct kernel."""
+    k = data.draw(st.sampled_from([1, 3]))
+    cg = data.draw(st.sampled_from([3, 8, 16]))
+    groups = data.draw(st.sampled_from([1, 2]))
+    m, h, w = data.draw(st.integers(1, 9)) * groups, data.draw(st.integers(k, 7)), data.draw(st.integers(k, 7))
+    s, p = data.draw(st.integers(1, 2)), data.draw(st.integers(0, k // 2))
+    attrs = dict(kernel_shape=(k, k), strides=(s, s), pads=(p,) * 4, group=groups)
+    y = out_shape(conv_group((2, cg * groups, h, w), (m, cg, k, k), attrs))
+    node = conv_group((2, cg * groups, h, w), (m, cg, k, k), attrs, (RESIDUAL,), [(m, 1, 1), y])
+    extra = data.draw(st.sampled_from([0, 4]))
+    ins = [_nhwc("in0", node.inputs[0].type.shape, cg * groups + extra, extra),
+           TensorArg("in1", "float32", (m, cg, k, k), (k * k * cg, 1, k * cg, cg)),
+           TensorArg.contiguous("in2", "float32", (m, 1, 1)), _nhwc("in3", y)]
+    outs = [_nhwc("out0", y)]
+    tactics = [t for t in conv.TACTICS if t.get("algorithm") in ("implicit_gemm", "gemm_1x1", "direct")
+               and t.get("bm", 16) <= 32 and t.get("bn", 16) <= 32 and conv.valid(node, t, outs, ins)]
+    tactic = data.draw(st.sampled_from(tactics))
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(a.shape).astype(np.float32) for a in ins]
+    got, _, spec = run_generated(node, arrays, tactic, out_args=outs, in_args=ins)
+    want = KERNELS[node.op](node, *arrays)[0]
+    np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-4, err_msg=spec.source)

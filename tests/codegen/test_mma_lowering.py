@@ -9,7 +9,7 @@ SCRIPT = r"""
 from nbtrt.codegen import conv, gemm
 from nbtrt.codegen.kernel import TensorArg
 from lowering import lower_all
-from test_mma_gpu import conv_node, gemm_node
+from test_mma_gpu import conv_node, gemm_node, nhwc_args
 
 def args(node):
     ins = [TensorArg.contiguous(f"in{k}", v.type.dtype, v.type.shape) for k, v in enumerate(node.inputs)]
@@ -27,10 +27,18 @@ for math, dtype in (("f16", "float16"), ("tf32", "float32")):
     node = gemm_node("Gemm", (40, 70), (30, 70), dict(transA=0, transB=1, alpha=1.0, beta=1.0), dtype, math)
     cases.append(gemm.emit(node, *args(node), next(t for t in gemm.TACTICS if t.get("algorithm") == "mma"
                                                    and t["math"] == math and gemm.valid(node, t))))
+# the pipelined cp.async kernel on channels-last operands: a 3x3 (tap per chunk), a strided 1x1, groups
+for x, w, attrs in [((2, 24, 9, 9), (40, 24, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1))),
+                    ((1, 64, 8, 8), (96, 64, 1, 1), dict(kernel_shape=(1, 1), strides=(2, 2))),
+                    ((2, 32, 7, 7), (32, 16, 3, 3), dict(kernel_shape=(3, 3), group=2))]:
+    node = conv_node(x, w, attrs, "float16", "f16", residual=True)
+    ins, outs = nhwc_args(node)
+    for t in [conv.TACTICS.index(t) for t in conv.TACTICS if t.get("algorithm") == "mma_async"][:3]:
+        cases.append(conv.emit(node, outs, ins, conv.TACTICS[t]))
 assert all("mma_" in spec.source for spec in cases)
 lower_all(cases)
 """
 
 
 def test_tensor_core_kernels_lower_for_the_gpu():
-    assert "14 kernels, 0 failures" in run(SCRIPT)
+    assert "23 kernels, 0 failures" in run(SCRIPT)

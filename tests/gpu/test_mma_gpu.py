@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "codegen"))
 from harness import run_generated  # noqa: E402
 
-from nbtrt.codegen import conv, gemm, mma_tiled  # noqa: E402
+from nbtrt.codegen import conv, gemm, mma_async, mma_tiled  # noqa: E402
+from nbtrt.codegen.kernel import TensorArg  # noqa: E402
 from nbtrt.groups import Step, group_attrs, group_op  # noqa: E402
 from nbtrt.ir import Graph, Node, TensorType  # noqa: E402
 from nbtrt.reference import KERNELS  # noqa: E402
@@ -40,10 +41,35 @@ def conv_node(x_shape, w_shape, attrs, dtype, math, residual):
     return node
 
 
-def check(node, tactic, rng):
+def channels_last(param, dtype, shape, channels=None, first=0):
+    """NHWC strides for logical NCHW ``shape`` (inside a buffer of ``channels`` channels, from channel
+    ``first``: a concat slice)."""
+    n, c, h, w = shape
+    total = channels or c
+    return TensorArg(param, dtype, tuple(shape), (h * w * total, 1, w * total, total), first)
+
+
+def ohwi(param, dtype, shape):
+    o, i, kh, kw = shape
+    return TensorArg(param, dtype, tuple(shape), (kh * kw * i, 1, kw * i, i))
+
+
+def nhwc_args(node, extra_channels=0, out_nhwc=True):
+    """Channels-last input (maybe a slice of a wider buffer), OHWI weights, NHWC or NCHW output."""
+    x, w = node.inputs[0].type, node.inputs[1].type
+    ins = [channels_last("in0", x.dtype, x.shape, x.shape[1] + extra_channels, extra_channels), ohwi("in1", w.dtype, w.shape)]
+    ins += [channels_last(f"in{k}", v.type.dtype, v.type.shape) if len(v.type.shape) == 4
+            else TensorArg.contiguous(f"in{k}", v.type.dtype, v.type.shape) for k, v in enumerate(node.inputs) if k > 1]
+    y = node.outputs[0].type
+    out = channels_last("out0", y.dtype, y.shape) if out_nhwc else TensorArg.contiguous("out0", y.dtype, y.shape)
+    return ins, [out]
+
+
+def check(node, tactic, rng, layouts=None):
     arrays = [rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in node.inputs]
     arrays[1] = (arrays[1] / np.sqrt(np.prod(arrays[1].shape[1:]))).astype(arrays[1].dtype)
-    got, _, spec = run_generated(node, arrays, tactic)
+    ins, outs = layouts or (None, None)
+    got, _, spec = run_generated(node, arrays, tactic, out_args=outs, in_args=ins)
     want = KERNELS[node.op](node, *[a.astype(np.float32) for a in arrays])[0]
     got = got[0].astype(np.float32)
     assert not np.isnan(got).any(), f"unwritten elements\n{spec.source}"
@@ -128,3 +154,45 @@ def test_mma_gemm_and_matmul(data):
     assert not np.isnan(got[0]).any(), spec.source
     err = np.abs(got[0].astype(np.float32) - want).max() / max(np.abs(want).max(), 1e-30)
     assert err <= 2e-3, (tactic, err)
+
+
+def async_tactics(node, ins, outs):
+    return [t for t in conv.TACTICS if t.get("algorithm") == "mma_async" and conv.valid(node, t, outs, ins)]
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_pipelined_conv_on_channels_last_tensors(data):
+    """The cp.async kernel: NHWC input (maybe a channel slice of a wider buffer), OHWI weights, NHWC or
+    NCHW output; padding, strides, groups, pixel and channel counts off the tile."""
+    n, groups = data.draw(st.integers(1, 3)), data.draw(st.sampled_from([1, 1, 2]))
+    cg, mg = 8 * data.draw(st.integers(1, 9)), data.draw(st.integers(1, 80))
+    k = data.draw(st.sampled_from([1, 1, 3, 3, 5]))
+    s, p = data.draw(st.integers(1, 2)), data.draw(st.integers(0, k // 2 + 1))
+    h, w = data.draw(st.integers(k, 20)), data.draw(st.integers(k, 20))
+    attrs = dict(kernel_shape=(k, k), strides=(s, s), pads=(p, p, p, p), group=groups)
+    node = conv_node((n, cg * groups, h, w), (mg * groups, cg, k, k), attrs, "float16", "f16", data.draw(st.booleans()))
+    ins, outs = nhwc_args(node, 8 * data.draw(st.integers(0, 2)), data.draw(st.booleans()))
+    tactics = async_tactics(node, ins, outs)
+    assert tactics, "no valid pipelined tactic"
+    check(node, data.draw(st.sampled_from(tactics)), np.random.default_rng(0), (ins, outs))
+
+
+@pytest.mark.parametrize("shape", mma_async.SHAPES)
+def test_every_pipelined_tile_at_a_resnet_layer(shape):
+    node = conv_node((2, 64, 15, 15), (200, 64, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)), "float16", "f16",
+                     residual=True)
+    ins, outs = nhwc_args(node)
+    tactic = next(t for t in conv.TACTICS if t.get("algorithm") == "mma_async"
+                  and (t["bm"], t["bn"], t["wm"], t["wn"], t["stages"]) == shape)
+    spec = check(node, tactic, np.random.default_rng(2), (ins, outs))
+    assert "cp_async16" in spec.source
+
+
+def test_pipelined_kernel_needs_channels_last_operands():
+    node = conv_node((1, 16, 8, 8), (16, 16, 3, 3), dict(kernel_shape=(3, 3)), "float16", "f16", False)
+    assert not async_tactics(node, None, None)  # contiguous NCHW / OIHW
+    ins, outs = nhwc_args(node)
+    assert async_tactics(node, ins, outs)
+    ins[1] = TensorArg.contiguous("in1", "float16", (16, 16, 3, 3))
+    assert not async_tactics(node, ins, outs)

@@ -1,0 +1,246 @@
+"""The pipelined tensor-core matrix-product core: K-contiguous operands, ``cp.async`` stages, ``ldmatrix``.
+
+Same problem as ``mma_tiled.py`` — per grid z a block computes the BM×BN tile at (m0, n0) of
+``C[m, n] = Σ_k A[m, k] · B[k, n]`` with ``mma m16n8k16`` (f16 operands, float32 accumulators) — for
+operands whose K axis is contiguous in memory in runs of 8 halves (16 bytes): A as rows ``A[m, :]``
+and B as rows ``Bᵀ[n, :]``. For a conv this means channels-last activations and (tap, channel)-ordered
+weights (the memory plan's NHWC / OHWI layouts), K ordered (tap, channel) and Cg a multiple of 8, so
+that 8 consecutive k are 8 channels of one tap: 16 bytes at one address.
+
+- Copies: each K slice of BK = 32 is BM + BN rows of four 16-byte chunks. Every thread owns fixed
+  (row, chunk) pairs and issues ``cp.async`` for them, 16 bytes each, straight from global to shared
+  memory (no registers, no per-element arithmetic); a chunk outside the operand (padding, a row or k
+  past the end) is zero-filled by the copy itself. The operand supplies per-row setup, per-slice lines
+  (e.g. the kernel tap of this thread's chunk) and each chunk's address and validity (``Rows``).
+- Pipeline: STAGES shared-memory buffers; slices 0..S−2 are in flight before the loop; iteration kt
+  waits for slice kt (``cp.async.wait_group S−2``), syncs (which also frees the buffer multiplied in
+  iteration kt−1), issues slice kt+S−1 into that buffer and multiplies slice kt.
+- Tiles are ``[row][k]``, 64 bytes per row, with the 16-byte chunks XOR-swizzled (chunk c of row r
+  sits at ``c ^ ((r >> 1) & 3)``) so that both the copies and the eight rows each ``ldmatrix`` phase
+  reads hit distinct banks without padding. Fragments are ``ldmatrix.x4`` (not transposed): one per
+  16×16 A block and one per pair of 16×8 B blocks.
+- Epilogue: the pipeline's buffer is reused to stage one warp row's accumulators at a time as
+  ``stage[n][m]`` (float32, rows padded by 4 words: conflict-free writes), then every thread stores
+  runs of 8 consecutive m of one column — coalesced for channels-last outputs — through the
+  template's ``store(value, m)`` after ``columns(n)`` defined that column's variables (once per run:
+  the column's coordinates cost integer divisions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .mma_tiled import MmaTile, products
+from .tiled import MAX_SHARED
+
+BK = 32
+CHUNKS = BK // 8  # 16-byte chunks per tile row
+ROW_BYTES = 2 * BK
+SHAPES = [  # bm, bn, wm, wn (warps along M and N), stages; in the heuristic's order of preference
+    (128, 128, 2, 4, 3), (128, 128, 2, 4, 2), (128, 64, 2, 2, 3), (64, 128, 2, 2, 3), (64, 64, 2, 2, 4),
+    (64, 32, 2, 1, 4), (32, 64, 1, 2, 4),
+]
+TACTICS = ([dict(math="f16", bm=bm, bn=bn, bk=BK, wm=wm, wn=wn, stages=s) for bm, bn, wm, wn, s in SHAPES]
+           + [dict(math="f16", bm=128, bn=128, bk=BK, wm=2, wn=4, stages=2, min_blocks=2),
+              dict(math="f16", bm=128, bn=64, bk=BK, wm=2, wn=2, stages=3, min_blocks=4)])
+# min_blocks: launch bounds asking for that many resident blocks per SM (registers capped to fit:
+# 128 per thread for 2 x 256 threads), so that one block's copies overlap another's epilogue
+STAGE_PAD = 4  # words of padding per row of the epilogue's staging tile
+
+
+@dataclass(frozen=True)
+class AsyncTile(MmaTile):
+    """``mma_tiled``'s block and warp tile (threads, fm × fn mma tiles per warp) plus the pipeline depth."""
+
+    stages: int = 3
+
+    @staticmethod
+    def of(tactic: dict) -> "AsyncTile":
+        return AsyncTile(tactic["math"], tactic["bm"], tactic["bn"], tactic["bk"], tactic["wm"], tactic["wn"],
+                         stages=tactic["stages"])
+
+    @property
+    def stage_bytes(self) -> int:
+        return (self.bm + self.bn) * ROW_BYTES
+
+    @property
+    def band(self) -> int:
+        """Rows (m) of one warp row: the epilogue stages one band at a time."""
+        return self.bm // self.wm
+
+    def shared_bytes(self) -> int:
+        return max(self.stages * self.stage_bytes, 4 * self.bn * (self.band + STAGE_PAD))
+
+    def problems(self) -> list[str]:
+        why = []
+        if self.math != "f16":
+            return [f"math {self.math!r}: the pipelined tensor-core kernel is f16 only"]
+        if self.bk != BK:
+            why.append(f"BK must be {BK}")
+        if self.bm % (16 * self.wm) or self.bn % (16 * self.wn):
+            why.append("warp tile is not a whole number of 16x16 blocks")
+        for rows in (self.bm, self.bn):
+            if (rows * CHUNKS) % self.threads:
+                why.append(f"{rows} rows of {CHUNKS} chunks do not split over {self.threads} threads")
+        if self.band % 8 or self.threads % (self.band // 8) or self.bn % (self.threads // (self.band // 8)):
+            why.append(f"{self.threads} threads do not store a band of {self.band}x{self.bn} in runs of 8 rows")
+        if self.stages < 2 or self.stages > 4:
+            why.append("2 to 4 stages")
+        if self.shared_bytes() > MAX_SHARED:
+            why.append(f"{self.shared_bytes()} bytes of shared memory")
+        return why
+
+
+@dataclass
+class Rows:
+    """One operand as rows of K-contiguous halves (A: row m; B: row n).
+
+    ``setup(x, p)``: lines run once per thread defining variables ``p...`` for row ``x`` (an expression),
+    among them ``p + "ok"`` when the row may lie past ``extent`` (the core adds that check).
+    ``per_slice()``: lines run at every K slice, after ``kq`` (this thread's chunk's first k) is set.
+    ``chunk(p)``: (lines, conditions, element index) of the chunk at k = kq of row ``p``."""
+
+    extent: int
+    array: str
+    setup: Callable[[str, str], list[str]]
+    chunk: Callable[[str], tuple[list[str], list[str], str]]
+    per_slice: Callable[[], list[str]] = lambda: []
+
+
+def swizzled(row: str, chunk: str) -> str:
+    return f"({row}) * {ROW_BYTES} + ((({chunk}) ^ ((({row}) >> 1) & 3)) << 4)"
+
+
+class _Copier:
+    """One operand's share of a K slice's copies: ``count`` rows per thread, one chunk column."""
+
+    def __init__(self, rows: Rows, name: str, x0: str, x_tile: int, t: AsyncTile, k_total: int, offset: int):
+        self.rows, self.name, self.x0, self.x_tile, self.t = rows, name, x0, x_tile, t
+        self.k_total, self.offset = k_total, offset
+        self.count = x_tile * CHUNKS // t.threads
+        self.step = t.threads // CHUNKS  # rows between a thread's copies
+
+    def setup(self) -> list[str]:
+        n, lines = self.name, []
+        for r in range(self.count):
+            row = f"tid // {CHUNKS} + {r * self.step}" if r else f"tid // {CHUNKS}"
+            lines.append(f"{n}{r}_dst = {self.offset} + {swizzled(row, 'kc')}  # its place in a stage")
+            lines.append(f"{n}{r}_x = {self.x0} + {row}")
+            if self.rows.extent % self.x_tile:
+                lines.append(f"{n}{r}_ok = {n}{r}_x < {self.rows.extent}")
+            lines += self.rows.setup(f"{n}{r}_x", f"{n}{r}_")
+        return lines
+
+    def copies(self, slot: str) -> list[str]:
+        lines = []
+        for r in range(self.count):
+            p = f"{self.name}{r}_"
+            body, conds, index = self.rows.chunk(p)
+            conds = ([f"{p}ok"] if self.rows.extent % self.x_tile else []) + ["k_ok"] + conds
+            lines += body + [f"cp_async16(smem0 + {slot} + {p}dst, {self.rows.array}, {index}, {' and '.join(conds)})"]
+        return lines
+
+
+def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int], a: Rows, b: Rows,
+           prologue: list[str], store: Callable[[str, str], str], columns: Callable[[str], list[str]],
+           store_run: Callable[[list[str], str], str] | None = None) -> list[str]:
+    """Source lines of the kernel ``name``: ``store(value, m)`` stores the element of row ``m`` (an
+    expression) of the column whose variables ``columns(n)`` defined; ``store_run(values, m)``, when
+    given, stores rows m..m+7 of it at once."""
+    _, _, k_total = mnk
+    ca = _Copier(a, "a", "m0", t.bm, t, k_total, 0)
+    cb = _Copier(b, "b", "n0", t.bn, t, k_total, t.bm * ROW_BYTES)
+    slices = -(-k_total // BK)
+    words = t.shared_bytes() // 4
+    body = ["tid = cuda.threadIdx.x", "z = cuda.blockIdx.z", f"m0 = cuda.blockIdx.y * {t.bm}",
+            f"n0 = cuda.blockIdx.x * {t.bn}", "lane = tid % 32", "warp = tid // 32",
+            f"wm = (warp // {t.wn}) * {t.band}  # this warp's tile: rows wm.., columns wn..",
+            f"wn = (warp % {t.wn}) * {t.bn // t.wn}",
+            f"smem = cuda.shared.array({words}, float32)  # {t.stages} stages of A and B tiles; then the epilogue",
+            "smem0 = shared_addr(smem)", f"kc = tid % {CHUNKS}  # the 16-byte chunk (8 k) this thread copies"]
+    body += prologue + ca.setup() + cb.setup() + _lanes(t)
+    body += [f"c{i}_{j}_{e} = float32(0.0)" for i in range(t.fm) for j in range(t.fn) for e in range(4)]
+
+    def issue(k0: str, slot: str) -> list[str]:
+        return ([f"kq = {k0} + kc * 8", f"k_ok = kq < {k_total}"] + a.per_slice() + b.per_slice()
+                + ca.copies(slot) + cb.copies(slot) + ["cp_async_commit()"])
+
+    body.append(f"# the first {t.stages - 1} K slices in flight")
+    for s in range(t.stages - 1):
+        body += issue(str(s * BK), str(s * t.stage_bytes))
+    loop = [f"cp_async_wait{t.stages - 2}()  # slice kt has landed (this thread's copies)",
+            "cuda.syncthreads()  # everyone's; and the buffer multiplied in iteration kt-1 is free",
+            f"ahead = (kt + {t.stages - 1}) % {t.stages}"]
+    loop += issue(f"(kt + {t.stages - 1}) * {BK}", f"ahead * {t.stage_bytes}")
+    loop += [f"slot = (kt % {t.stages}) * {t.stage_bytes}"] + _multiply(t)
+    body += [f"for kt in range({slices}):"] + ["    " + line for line in loop]
+    body += _finish(t, store, columns, store_run)
+    return [f"def {name}({', '.join(params)}):"] + ["    " + line for line in body]
+
+
+def _lanes(t: AsyncTile) -> list[str]:
+    """ldmatrix row addresses: lane l gives row l % 8 of 8×8 matrix l // 8. A's matrices are (rows
+    0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15); B's (n 0-7, k 0-7), (0-7, 8-15), (8-15, 0-7),
+    (8-15, 8-15). Rows move in steps of 16 later, which keeps the swizzle of the lane's row."""
+    lines = ["lr = lane % 8", "lm = lane // 8", f"a_row = wm + lr + 8 * (lm % 2)", "b_row = wn + lr + 8 * (lm // 2)"]
+    for kk in range(0, BK, 16):
+        lines.append(f"a_at{kk} = smem0 + {swizzled('a_row', f'{kk // 8} + lm // 2')}")
+        lines.append(f"b_at{kk} = smem0 + {t.bm * ROW_BYTES} + {swizzled('b_row', f'{kk // 8} + lm % 2')}")
+    return lines
+
+
+def _multiply(t: AsyncTile) -> list[str]:
+    lines = []
+    for kk in range(0, BK, 16):
+        for i in range(t.fm):
+            lines.append(f"a{i}_0, a{i}_1, a{i}_2, a{i}_3 = ldsm_x4(a_at{kk} + slot + {i * 16 * ROW_BYTES})")
+        for j in range(0, t.fn, 2):
+            lines.append(f"b{j}_0, b{j}_1, b{j + 1}_0, b{j + 1}_1 = ldsm_x4(b_at{kk} + slot + {j * 8 * ROW_BYTES})")
+        lines += products(t.fm, t.fn, "mma_f16")
+    return lines
+
+
+def _finish(t: AsyncTile, store: Callable[[str, str], str], columns: Callable[[str], list[str]],
+            store_run: Callable[[list[str], str], str] | None) -> list[str]:
+    """Per warp row: its warps stage their accumulators as stage[n][m]; then each thread stores runs of
+    8 consecutive m of one column n (``columns(n)`` once per run; a warp covers whole 16-byte pieces
+    of consecutive m: coalesced for channels-last outputs)."""
+    width, runs = t.band + STAGE_PAD, t.band // 8
+    per = t.threads // runs
+    lines = ["# the accumulators leave through shared memory, one warp row (band of rows) at a time",
+             "cp_async_wait0()", "cuda.syncthreads()",
+             "g = lane // 4", "q = lane % 4", f"mine = warp // {t.wn}",
+             f"sm = (tid % {runs}) * 8  # this thread stores rows sm..sm+7 of the band", f"sn = tid // {runs}",
+             f"for band in range({t.wm}):", "    if band == mine:"]
+    for i in range(t.fm):
+        for j in range(t.fn):
+            for e in range(4):
+                n, m = f"wn + {j * 8 + e % 2} + 2 * q", f"{i * 16 + 8 * (e // 2)} + g"
+                lines.append(f"        smem[({n}) * {width} + {m}] = c{i}_{j}_{e}")
+    lines += ["    cuda.syncthreads()", f"    for r in range({t.bn // per}):",
+              f"        col = sn + r * {per}", "        n = n0 + col"]
+    lines += ["        " + ln for ln in columns("n")]
+    m = f"m0 + band * {t.band} + sm"
+    if store_run:
+        lines.append("        " + store_run([f"smem[col * {width} + sm + {e}]" for e in range(8)], m))
+    else:
+        lines += ["        for e in range(8):", "            " + store(f"smem[col * {width} + sm + e]", f"{m} + e")]
+    lines.append("    cuda.syncthreads()")
+    return lines
+
+
+def pick(m: int, n: int, z: int) -> dict | None:
+    """A tile without tuning: the largest that fills the GPU's SMs once; None when even the smallest
+    leaves most SMs idle."""
+    from .tiled import SMS
+    blocks = lambda t: -(-m // t["bm"]) * -(-n // t["bn"]) * z
+    shapes = TACTICS[:len(SHAPES)]
+    for t in shapes:
+        if blocks(t) >= SMS and t["bm"] <= max(32, 1 << (m - 1).bit_length()):
+            return dict(t)
+    return dict(shapes[-1]) if blocks(shapes[-1]) >= SMS // 2 else None
+
+
+def launch(t: AsyncTile, m_total: int, n_total: int, z: int):
+    return (-(-n_total // t.bn), -(-m_total // t.bm), z), (t.threads, 1, 1)
