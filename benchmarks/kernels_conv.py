@@ -78,19 +78,12 @@ def fc_node(batch):
 
 def arg(param, dtype, shape, layout):
     """A kernel's view of a tensor: contiguous, or channels-last for 4-D ones under ``--layout nhwc``
-    (strides (H·W·C, 1, W·C, C): NHWC activations and, for weights (O, I, KH, KW), OHWI)."""
+    (the memory plan's strides: NHWC activations and, for weights (O, I, KH, KW), OHWI)."""
     from nbtrt.codegen.kernel import TensorArg
+    from nbtrt.runtime.layout import channels_last_strides
     if layout == "nhwc" and len(shape) == 4:
-        n, c, h, w = shape
-        return TensorArg(param, dtype, tuple(shape), (h * w * c, 1, w * c, c))
+        return TensorArg(param, dtype, tuple(shape), channels_last_strides(shape))
     return TensorArg.contiguous(param, dtype, shape)
-
-
-def physical(a, array) -> np.ndarray:
-    """``array`` as the flat buffer ``a`` (a TensorArg without offset) reads."""
-    flat = np.empty(array.size, array.dtype)
-    np.lib.stride_tricks.as_strided(flat, a.shape, [s * flat.itemsize for s in a.strides])[...] = array
-    return flat
 
 
 def tactics(node, family, batch, is_1x1, layout="nchw"):
@@ -186,6 +179,7 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
     from nbtrt.codegen.build import jit, load
     from nbtrt.codegen.numba_env import cuda
     from nbtrt.reference import KERNELS
+    from nbtrt.runtime.memory import physical, strided
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in node.inputs]
     arrays[1] /= np.sqrt(np.prod(arrays[1].shape[1:])).astype(arrays[1].dtype)
@@ -195,7 +189,7 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
     want = KERNELS[node.op](node, *[a.astype(np.float32) for a in arrays])[0]
     ref_s = time.time() - t0
     cands, outs, ins = tactics(node, family, batch, is_1x1, args.layout)
-    dev = {a.param: cuda.to_device(physical(a, x)) for a, x in zip(ins, arrays)}
+    dev = {a.param: cuda.to_device(physical(x, a.strides)) for a, x in zip(ins, arrays)}
     dev["out0"] = cuda.device_array(want.size, out_dtype)
     print(f"\n{name} batch {batch}: {flops / 1e9:.2f} GFLOP, output {list(want.shape)} (reference {ref_s:.1f} s)")
     rows = []
@@ -216,9 +210,7 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
                 launch()
                 timer.stream.synchronize()
                 compile_s = time.time() - t1
-                flat = dev["out0"].copy_to_host()
-                got = np.lib.stride_tricks.as_strided(flat, want.shape, [s * flat.itemsize for s in outs[0].strides])
-                got = got.astype(np.float32)
+                got = strided(dev["out0"].copy_to_host(), outs[0], want.shape).astype(np.float32)
                 err = float(np.max(np.abs(got - want)) / max(1e-30, float(np.max(np.abs(want)))))
                 ms, how = (0.0, "sim") if args.sim else timer(launch)
                 regs = local = "?"

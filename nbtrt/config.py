@@ -55,6 +55,13 @@ class BuildConfig:
                 raise NbtrtError(f"layer_precision[{name!r}] = {p!r}: keys are ONNX node names, values one of "
                                  f"{', '.join(map(repr, PRECISIONS))}")
 
+    @property
+    def memory_layout(self) -> str:
+        """"nchw" or "nhwc": ``layout`` with "auto" resolved (channels-last for fp16 and int8)."""
+        if self.layout == "auto":
+            return "nhwc" if self.precision in ("fp16", "int8") else "nchw"
+        return self.layout
+
     def __hash__(self) -> int:
         return hash((self.precision, tuple(sorted(self.input_shapes.items())), tuple(sorted(self.dims.items())),
                      self.disabled_passes, self.tuning, self.tuning_budget_s, self.timing_cache,

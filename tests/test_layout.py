@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 import nbtrt
 from nbtrt import reference
 from nbtrt.errors import NbtrtError
-from nbtrt.runtime.layout import channels_last_strides, resolve
+from nbtrt.runtime.layout import channels_last_strides
 from nbtrt.runtime.memory import physical, plan_memory, strided
 
 X_SHAPE = (2, 3, 8, 8)
@@ -65,8 +65,9 @@ def strides_of(engine):
 
 
 def test_config_and_auto_rule():
-    assert resolve("auto", "fp16") == resolve("auto", "int8") == "nhwc"
-    assert resolve("auto", "fp32") == resolve("auto", "tf32") == "nchw" and resolve("nhwc", "fp32") == "nhwc"
+    layout = lambda option, precision: nbtrt.BuildConfig(layout=option, precision=precision).memory_layout  # noqa: E731
+    assert layout("auto", "fp16") == layout("auto", "int8") == "nhwc"
+    assert layout("auto", "fp32") == layout("auto", "tf32") == "nchw" and layout("nhwc", "fp32") == "nhwc"
     assert nbtrt.BuildConfig(layout="nhwc") != nbtrt.BuildConfig()
     assert hash(nbtrt.BuildConfig(layout="nhwc")) != hash(nbtrt.BuildConfig())
     with pytest.raises(NbtrtError, match="layout must be one of"):

@@ -71,8 +71,9 @@ class Compiled:
 
 def compile_cubin(spec: KernelSpec, arch: str = "sm_90") -> Compiled:
     cc = (int(arch[3:-1]), int(arch[-1]))
-    bounds = {"launch_bounds": launch_bounds(spec)} if launch_bounds(spec) else {}
-    ptx, _ = cuda.compile(load(spec), signature(spec), device=False, abi="numba", output="ptx", cc=cc, **bounds)
+    bounds = launch_bounds(spec)
+    ptx, _ = cuda.compile(load(spec), signature(spec), device=False, abi="numba", output="ptx", cc=cc,
+                          **({"launch_bounds": bounds} if bounds else {}))
     match = re.search(r"\.entry\s+([\w$]+)\s*\(", ptx)
     if match is None:
         raise NbtrtError(f"no kernel entry in the PTX of {spec.name}")

@@ -28,7 +28,7 @@ from ..ir import Node
 from . import conv_direct, int8, mma_async, mma_tiled, tiled
 from .conv_direct import _mul, _sum
 from .conv_geom import ConvGeom, check_float32, geometry, run_storable, run_store_lines, store_lines
-from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, load, unravel
+from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, load, same_strides, unravel
 
 TACTICS = ([dict(algorithm="implicit_gemm", **t) for t in tiled.TACTICS]
            + [dict(algorithm="gemm_1x1", **t) for t in tiled.TACTICS]
@@ -164,12 +164,7 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     read = int8.reader(node) if quantized else read
     x, w = inputs[0], inputs[1]
     k_total, n_total = g.cg * g.taps, g.n * g.pixels
-    prologue = []
-    if g.groups > 1:
-        prologue += [f"xz = z * {g.cg * x.strides[1]}  # this group's first input channel",
-                     f"wz = z * {g.mg * w.strides[0]}  # and its first filter"]
-    wz = "wz" if g.groups > 1 else "0"
-    rows = lambda xm, p: [f"{p}row = {_sum([str(w.offset), wz, _mul(xm, w.strides[0])])}"]
+    prologue, rows = _group_prologue(g, x, w), _filter_rows(g, w)
     a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: _weight(g, w, p, k, tmp, read))
     b = _pixels(g, x, read) if tactic["algorithm"] == "gemm_1x1" or (mma and is_1x1(g)) else _im2col(g, x, read)
     slices = ()
@@ -195,16 +190,27 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     return lines, grid, block
 
 
+def _group_prologue(g: ConvGeom, x: TensorArg, w: TensorArg) -> list[str]:
+    if g.groups == 1:
+        return []
+    return [f"xz = z * {g.cg * x.strides[1]}  # this group's first input channel",
+            f"wz = z * {g.mg * w.strides[0]}  # and its first filter"]
+
+
+def _filter_rows(g: ConvGeom, w: TensorArg):
+    """A's row setup: where filter ``xm`` of this group starts in W (``p``row)."""
+    wz = "wz" if g.groups > 1 else "0"
+    return lambda xm, p: [f"{p}row = {_sum([str(w.offset), wz, _mul(xm, w.strides[0])])}"]
+
+
 def _async_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     """The pipelined tensor-core kernel (``mma_async.py``): A = each filter's (tap, channel) halves,
     B = the input's channels at each output position's window tap; chunks of 8 channels."""
     t = mma_async.AsyncTile.of(tactic)
     x, w = inputs[0], inputs[1]
     k_total, n_total = g.cg * g.taps, g.n * g.pixels
-    prologue = [f"xz = z * {g.cg}  # this group's first channel", f"wz = z * {g.mg * w.strides[0]}  # and filter"] \
-        if g.groups > 1 else []
-    a = mma_async.Rows(g.mg, w.param, lambda xm, p: [f"{p}row = {_sum([str(w.offset), 'wz' if g.groups > 1 else '0', _mul(xm, w.strides[0])])}"],
-                       lambda p: ([], [], f"{p}row + kq"))
+    prologue = _group_prologue(g, x, w)
+    a = mma_async.Rows(g.mg, w.param, _filter_rows(g, w), lambda p: ([], [], f"{p}row + kq"))
 
     def setup(xn: str, p: str) -> list[str]:
         lines = [f"{p}img = {xn} // {g.pixels}", f"{p}pix = {xn} % {g.pixels}"] if g.n > 1 else [f"{p}pix = {xn}"]
@@ -230,7 +236,7 @@ def _async_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     lines = _store_function(store, node, g, outputs, inputs, extra, cols, t)
     run = None
     if run_storable(node, g, outputs):  # eight channels per 16-byte store
-        lines += _run_store_function(store + "_run", node, g, outputs, inputs, extra, cols, t)
+        lines += _store_function(store + "_run", node, g, outputs, inputs, extra, cols, t, run=True)
         run = lambda vs, m: f"{store}_run({', '.join(extra)}, z, {m}, {', '.join(cols)}, {', '.join(vs)})"
     lines += mma_async.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call,
                               lambda n: _columns(g, n, n_total % t.bn != 0), run)
@@ -250,29 +256,23 @@ def _columns(g: ConvGeom, n: str, check: bool) -> list[str]:
     return lines + unravel("col_pix", g.out, "col_o")
 
 
-def _store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t: tiled.Tile) -> list[str]:
+def _store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t, run: bool = False) -> list[str]:
+    """The device function ``store`` that puts result ``v`` of channel m, column ``cols`` through the
+    epilogue; with ``run``, values ``v0..v7`` of channels m..m+7 as one 16-byte store (Mg is then a
+    multiple of 8: a run is in range whole or not at all)."""
     checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + (["col_ok"] if "col_ok" in cols else [])
     body = [f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m"]
     coords = ["col_img" if g.n > 1 else "0"] + [f"col_o{a}" for a in range(g.nsp)]
-    value = "v"
-    if int8.is_int8(node):
-        body.append(f"acc = {int8.dequantized(node, inputs, 'v', 'ch')}")
-        value = "acc"
-    body += store_lines(node, outputs, inputs, "ch", coords, value)
-    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra + ['z', 'm'] + cols)}, v):"]
-    if checks:
-        return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
-    return lines + indent(body, 1) + [""]
-
-
-def _run_store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t) -> list[str]:
-    """``store`` for eight consecutive channels m..m+7 (Mg is a multiple of 8: all in range or none)."""
-    checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + (["col_ok"] if "col_ok" in cols else [])
-    coords = ["col_img" if g.n > 1 else "0"] + [f"col_o{a}" for a in range(g.nsp)]
-    values = [f"v{e}" for e in range(8)]
-    body = [f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m"]
-    body += run_store_lines(node, outputs, inputs, "ch", coords, values)
-    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({', '.join(extra + ['z', 'm'] + cols + values)}):"]
+    values = [f"v{e}" for e in range(8)] if run else ["v"]
+    if run:
+        body += run_store_lines(node, outputs, inputs, "ch", coords, values)
+    elif int8.is_int8(node):
+        body += [f"acc = {int8.dequantized(node, inputs, 'v', 'ch')}"] + store_lines(node, outputs, inputs, "ch",
+                                                                                     coords, "acc")
+    else:
+        body += store_lines(node, outputs, inputs, "ch", coords, "v")
+    params = ", ".join(extra + ["z", "m"] + cols + values)
+    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({params}):"]
     if checks:
         return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
     return lines + indent(body, 1) + [""]
@@ -352,7 +352,7 @@ def _tap_lines(g: ConvGeom, x: TensorArg, w: TensorArg) -> tuple[str, ...]:
 def _weight(g: ConvGeom, w: TensorArg, p: str, k: str, tmp: str, read):
     """Element (m, k) of A in the (channel, tap) K order: W[m, c, j] at k = c·taps + j; one add when
     each filter is contiguous (OIHW), else c and j decoded through W's strides (e.g. OHWI)."""
-    if all(s == c for d, s, c in zip(w.shape[1:], w.strides[1:], contiguous_strides(w.shape[1:])) if d > 1):
+    if same_strides(w.shape[1:], w.strides[1:], contiguous_strides(w.shape[1:])):
         return [], [], read(w, f"{p}row + {k}")
     lines = [f"{tmp}c = {k} // {g.taps}", f"{tmp}j = {k} % {g.taps}"] + unravel(f"{tmp}j", g.kernel, f"{tmp}j")
     at = _sum([f"{p}row", _mul(f"{tmp}c", w.strides[1])] + [_mul(f"{tmp}j{a}", w.strides[2 + a]) for a in range(g.nsp)])

@@ -46,8 +46,8 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
               "    i = cuda.grid(1)",
               "    step = cuda.gridsize(1)",
               f"    while i < {n}:"]
-    lines += indent(unravel("i", shape, order=element_order(out)) + body + [store(out, index_of(out, shape, coords), result, cd),
-                                                   "i += step"], 2)
+    lines += indent(unravel("i", shape, order=element_order(out)) + body
+                    + [store(out, index_of(out, shape, coords), result, cd), "i += step"], 2)
     threads = tactic["threads"]
     blocks = max(1, min(-(-n // threads), MAX_BLOCKS))
     return KernelSpec(name, "\n".join(lines) + "\n", params, (blocks, 1, 1), (threads, 1, 1),

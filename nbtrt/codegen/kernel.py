@@ -63,6 +63,11 @@ def contiguous_strides(shape) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
+def same_strides(shape, a, b) -> bool:
+    """Whether strides ``a`` and ``b`` place ``shape``'s elements alike (size-1 dims never move)."""
+    return all(x == y for d, x, y in zip(shape, a, b) if d != 1)
+
+
 def literal(value, dtype: str = "float32") -> str:
     """A typed literal for generated source."""
     if dtype == "bool":

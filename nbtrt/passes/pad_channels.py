@@ -11,7 +11,7 @@ one address and the conv can run on the pipelined tensor-core kernel (``codegen/
 copies move 16-byte chunks of 8 channels), instead of decoding every (channel, tap) of a 3-channel
 float32 input element by element. The Pad kernel does the float32 -> float16 conversion and the
 NCHW -> NHWC transposition at the network's edge once. It runs after ``precision`` (it needs the
-kernels' math and the float16 weights).
+kernels' math and the float16 weights), and only for channels-last builds (``config.memory_layout``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,16 @@ MULTIPLE = 8
 
 
 def run(graph: Graph, config, report) -> None:
+    if config.memory_layout != "nhwc":  # in NCHW the padded channels would buy nothing
+        return
     for node in list(graph.nodes):
         if kernel_kind(node) != "conv" or node.attrs.get("base") != "Conv" or node.attrs.get("math") != "fp16":
             continue
         x, w = node.inputs[0], node.inputs[1]
         c = x.type.shape[1] if x.type.shape and len(x.type.shape) >= 3 else None
-        if (x not in graph.inputs or c is None or c % MULTIPLE == 0 or int(node.attrs["base_attrs"].get("group") or 1) != 1
-                or w is None or not w.is_constant or w.type.dtype != "float16"):
+        grouped = int(node.attrs["base_attrs"].get("group") or 1) != 1
+        if (x not in graph.inputs or c is None or c % MULTIPLE == 0 or grouped or w is None or not w.is_constant
+                or w.type.dtype != "float16"):
             continue
         wide = -(-c // MULTIPLE) * MULTIPLE
         pads = [0] * (2 * len(x.type.shape))

@@ -25,7 +25,6 @@ from ..errors import NbtrtError
 from ..groups import kernel_kind, sources
 from ..ir import Graph, Value
 from ..report import BuildReport
-from .layout import resolve
 from .memory import MemoryPlan, plan_memory
 from .plugin_steps import configure_plugins
 
@@ -121,7 +120,7 @@ def build(graph: Graph, report: BuildReport, config: BuildConfig, arch: str | No
     given (cross-compiling: no GPU needed, no tuning); in the simulator without ``arch``, nothing."""
     if arch is not None:
         check_cross_compile(arch, config)
-    memory = plan_memory(graph, resolve(config.layout, config.precision))
+    memory = plan_memory(graph, config.memory_layout)
     configure_plugins(graph, config.precision)
     if arch is None and not simulated():
         from . import driver

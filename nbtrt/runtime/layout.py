@@ -6,7 +6,7 @@ For a logical shape (N, C, H, W) channels-last strides are ``(H·W·C, 1, W·C, 
 for conv weights (O, I, KH, KW) the same formula gives ``(KH·KW·I, 1, KW·I, I)`` (physical OHWI: the
 (kh, kw, c) elements of one output channel contiguous, c fastest).
 
-The rule (``BuildConfig.layout``: "nhwc", or "auto" for fp16 and int8 builds): a value is
+The rule (``BuildConfig.memory_layout`` "nhwc": ``layout`` "nhwc", or "auto" for fp16 and int8 builds): a value is
 channels-last when it is a non-constant 4-D float tensor that is no graph input or output, no input
 or output of a plugin node (plugins get contiguous tensors), and no input or output of a view
 (Reshape, Flatten, ...) unless it is layout-neutral (the same strides either way, ignoring size-1 dims:
@@ -20,16 +20,9 @@ conv whose input is channels-last. Constants keep their logical values in the IR
 
 from __future__ import annotations
 
-from ..codegen.kernel import FLOATS, contiguous_strides
+from ..codegen.kernel import FLOATS, contiguous_strides, same_strides
 from ..groups import VIEW_OPS, kernel_kind
 from ..ir import Graph, Value
-
-
-def resolve(layout: str, precision: str) -> str:
-    """"nchw" or "nhwc" for a build's ``layout`` option ("auto": channels-last for fp16 and int8)."""
-    if layout == "auto":
-        return "nhwc" if precision in ("fp16", "int8") else "nchw"
-    return layout
 
 
 def channels_last_strides(shape) -> tuple[int, ...]:
@@ -37,11 +30,6 @@ def channels_last_strides(shape) -> tuple[int, ...]:
     (NHWC for activations, OHWI for conv weights)."""
     _, c, h, w = (int(d) for d in shape)
     return (h * w * c, 1, w * c, c)
-
-
-def same_strides(shape, a, b) -> bool:
-    """Whether strides ``a`` and ``b`` place ``shape``'s elements alike (size-1 dims never move)."""
-    return all(x == y for d, x, y in zip(shape, a, b) if d != 1)
 
 
 def neutral(v: Value) -> bool:

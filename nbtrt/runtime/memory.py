@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..codegen.kernel import contiguous_strides
+from ..codegen.kernel import contiguous_strides, same_strides
 from ..errors import NbtrtError
 from ..groups import VIEW_OPS
 from ..ir import Graph, Value
-from .layout import plan_strides, same_strides
+from .layout import plan_strides
 
 ALIGN = 256
 

@@ -16,6 +16,7 @@ from nbtrt.codegen.kernel import TensorArg, contiguous_strides
 from nbtrt.groups import Step, group_attrs, group_op
 from nbtrt.ir import Graph, Node, TensorType
 from nbtrt.reference import KERNELS
+from nbtrt.runtime.layout import channels_last_strides
 
 CONV_DEFAULTS = dict(auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None)
 BIAS_RELU = (Step("Add", ("acc", "in2")), Step("Relu", ("s0",)))
@@ -250,8 +251,7 @@ def test_tap_major_order(x, w, attrs, tile):
 
 def _nhwc(param, shape, channels=None, first=0):
     n, c, h, w = shape
-    total = channels or c
-    return TensorArg(param, "float32", tuple(shape), (h * w * total, 1, w * total, total), first)
+    return TensorArg(param, "float32", tuple(shape), channels_last_strides((n, channels or c, h, w)), first)
 
 
 @settings(max_examples=12, deadline=None)
@@ -270,7 +270,7 @@ def test_channels_last_input_and_ohwi_weights(data):
     node = conv_group((2, cg * groups, h, w), (m, cg, k, k), attrs, (RESIDUAL,), [(m, 1, 1), y])
     extra = data.draw(st.sampled_from([0, 4]))
     ins = [_nhwc("in0", node.inputs[0].type.shape, cg * groups + extra, extra),
-           TensorArg("in1", "float32", (m, cg, k, k), (k * k * cg, 1, k * cg, cg)),
+           TensorArg("in1", "float32", (m, cg, k, k), channels_last_strides((m, cg, k, k))),
            TensorArg.contiguous("in2", "float32", (m, 1, 1)), _nhwc("in3", y)]
     outs = [_nhwc("out0", y)]
     tactics = [t for t in conv.TACTICS if t.get("algorithm") in ("implicit_gemm", "gemm_1x1", "direct")

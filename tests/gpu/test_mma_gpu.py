@@ -16,6 +16,7 @@ from harness import run_generated  # noqa: E402
 
 from nbtrt.codegen import conv, gemm, mma_async, mma_tiled  # noqa: E402
 from nbtrt.codegen.kernel import TensorArg  # noqa: E402
+from nbtrt.runtime.layout import channels_last_strides  # noqa: E402
 from nbtrt.groups import Step, group_attrs, group_op  # noqa: E402
 from nbtrt.ir import Graph, Node, TensorType  # noqa: E402
 from nbtrt.reference import KERNELS  # noqa: E402
@@ -45,13 +46,11 @@ def channels_last(param, dtype, shape, channels=None, first=0):
     """NHWC strides for logical NCHW ``shape`` (inside a buffer of ``channels`` channels, from channel
     ``first``: a concat slice)."""
     n, c, h, w = shape
-    total = channels or c
-    return TensorArg(param, dtype, tuple(shape), (h * w * total, 1, w * total, total), first)
+    return TensorArg(param, dtype, tuple(shape), channels_last_strides((n, channels or c, h, w)), first)
 
 
 def ohwi(param, dtype, shape):
-    o, i, kh, kw = shape
-    return TensorArg(param, dtype, tuple(shape), (kh * kw * i, 1, kw * i, i))
+    return TensorArg(param, dtype, tuple(shape), channels_last_strides(shape))
 
 
 def nhwc_args(node, extra_channels=0, out_nhwc=True):

@@ -1,5 +1,6 @@
 """The pad_channels pass: an fp16 conv reading a 3-channel network input reads it through a Pad to 8
-zero-padded float16 channels with zero-widened weights (the same function); what it leaves alone."""
+zero-padded float16 channels with zero-widened weights (the same function); what it leaves alone
+(fp32 builds, NCHW builds, convs reading activations)."""
 
 import numpy as np
 
@@ -27,6 +28,8 @@ def test_first_conv_reads_eight_padded_float16_channels():
 
 def test_fp32_builds_and_wide_inputs_are_left_alone():
     graph, _ = plan(small_net(), precision="fp32")
+    assert not any(n.op == "Pad" for n in graph.nodes)
+    graph, _ = plan(small_net(), precision="fp16", layout="nchw")  # no channels-last tensors: nothing to gain
     assert not any(n.op == "Pad" for n in graph.nodes)
     graph, _ = plan(small_net(), precision="fp16")
     conv2 = by_source(graph, "conv2")  # reads an activation (4 channels), not a network input
