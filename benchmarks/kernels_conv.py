@@ -177,6 +177,7 @@ def short(t: dict) -> str:
 
 def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
     from nbtrt.codegen.build import jit, load
+    from nbtrt.codegen.kernel import scratch_arrays
     from nbtrt.codegen.numba_env import cuda
     from nbtrt.reference import KERNELS
     from nbtrt.runtime.memory import physical, strided
@@ -204,7 +205,8 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
                 spec = family.emit(node, outs, ins, tactic)
                 t1 = time.time()
                 kernel = jit(spec) if bounds is None else cuda.jit(load(spec), launch_bounds=(spec.block[0], bounds))
-                params = [dev[p] for p in spec.params]
+                params = [dev[p] for p in spec.tensor_params] + [
+                    cuda.to_device(a) for a in (scratch_arrays(spec.scratch) if spec.scratch else [])]
                 dev["out0"].copy_to_device(np.full(want.size, np.nan, out_dtype))  # unwritten shows
                 launch = lambda: kernel[spec.grid, spec.block, timer.stream](*params)
                 launch()

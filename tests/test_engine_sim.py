@@ -111,3 +111,30 @@ def test_dump_writes_every_kernel_source(tmp_path, monkeypatch):
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == len(engine.kernels) == 2
     assert "# nbtrt" in (tmp_path / files[0]).read_text()
+
+
+def test_kernel_scratch_is_the_contexts_zeroed_and_saved_with_the_engine(tmp_path):
+    """A kernel asking for scratch (split K on the GPU) gets the context's ``work`` and ``flags``
+    buffers as its last parameters, flags zero; the request survives an engine file."""
+    from onnx import TensorProto, helper
+
+    from nbtrt.codegen.kernel import KernelSpec, Scratch
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [64])])
+    engine = nbtrt.compile(helper.make_model(graph).SerializeToString())
+    (k,) = engine.kernels
+    source = ("def scratched(out0, in0, work, flags):\n"
+              "    i = cuda.grid(1)\n"
+              "    if i < 64:\n"
+              "        work[i] = max(in0[i], float32(0.0))\n"
+              "        out0[i] = work[i] + float32(flags[i % 3])\n")
+    k.spec = KernelSpec("scratched", source, ["out0", "in0", "work", "flags"], (1, 1, 1), (64, 1, 1),
+                        ["float32", "float32", "float32", "int32"], {}, Scratch(work=64, flags=3))
+    assert engine.scratch == Scratch(64, 3) and k.spec.tensor_params == ["out0", "in0"]
+    engine.save(tmp_path / "scratch.nbtrt")
+    x = np.random.default_rng(0).standard_normal(64).astype(np.float32)
+    for e in (engine, nbtrt.load(tmp_path / "scratch.nbtrt")):
+        assert e.kernels[0].spec.scratch == Scratch(64, 3) and [v.name for v in e.kernels[0].args] == ["y", "x"]
+        for _ in range(2):
+            np.testing.assert_array_equal(e.run({"x": x})["y"], np.maximum(x, 0))

@@ -28,7 +28,7 @@ from ..ir import Node
 from . import conv_direct, int8, mma_async, mma_tiled, tiled
 from .conv_direct import _mul, _sum
 from .conv_geom import ConvGeom, check_float32, geometry, run_storable, run_store_lines, store_lines
-from .kernel import KernelSpec, TensorArg, contiguous_strides, header, identifier, indent, load, same_strides, unravel
+from .kernel import SCRATCH, KernelSpec, Scratch, TensorArg, contiguous_strides, header, identifier, indent, load, same_strides, unravel
 
 TACTICS = ([dict(algorithm="implicit_gemm", **t) for t in tiled.TACTICS]
            + [dict(algorithm="gemm_1x1", **t) for t in tiled.TACTICS]
@@ -120,7 +120,7 @@ def pick(g: ConvGeom, node: Node, x: TensorArg | None = None, w: TensorArg | Non
     still fills the GPU (132 SMs), splitting K when even small tiles leave it mostly idle."""
     if prefers_direct(g) and not int8.is_int8(node):
         return dict(algorithm="direct", threads=128)
-    tile = mma_async.pick(g.mg, g.n * g.pixels, g.groups)
+    tile = mma_async.pick(g.mg, g.n * g.pixels, g.groups, g.cg * g.taps)
     if tile and not problems(g, dict(algorithm="mma_async", **tile), node, x, w):
         return dict(algorithm="mma_async", **tile)
     for math in ("f16", "tf32"):
@@ -143,6 +143,10 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     name = "conv_" + identifier(node.name)
     used = [a for a in inputs if a is not None]
     params = [o.param for o in outputs] + [a.param for a in used]
+    dtypes = [o.dtype for o in outputs] + [a.dtype for a in used]
+    if tactic.get("splits", 1) > 1:  # split K: partial sums and arrival counts in the context's scratch
+        params += [p for p, _ in SCRATCH]
+        dtypes += [d for _, d in SCRATCH]
     lines = header("conv", node, tactic, outputs, used)
     lines.append(f"# group {g.groups}, kernel {list(g.kernel)}, strides {list(g.strides)}, pads {list(g.pads)}, "
                  f"dilations {list(g.dilations)}; GEMM per group: M={g.mg} N={g.n * g.pixels} K={g.cg * g.taps}")
@@ -152,8 +156,10 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
         body, grid, block = _async_kernel(name, node, g, outputs, inputs, params, tactic)
     else:
         body, grid, block = _gemm_kernel(name, node, g, outputs, inputs, params, tactic)
-    return KernelSpec(name, "\n".join(lines + body) + "\n", params, grid, block,
-                      [o.dtype for o in outputs] + [a.dtype for a in used], tactic)
+    scratch = None
+    if tactic.get("splits", 1) > 1:
+        scratch = Scratch(*mma_async.scratch_words(mma_async.AsyncTile.of(tactic), grid))
+    return KernelSpec(name, "\n".join(lines + body) + "\n", params, grid, block, dtypes, tactic, scratch)
 
 
 def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):

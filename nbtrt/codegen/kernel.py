@@ -42,9 +42,33 @@ class TensorArg:
         return int(np.prod(self.shape, dtype=np.int64))
 
 
+@dataclass(frozen=True)
+class Scratch:
+    """Scratch memory a kernel asks of its execution context, as two trailing parameters (``SCRATCH``):
+    ``work`` float32 words it writes and reads within one launch (e.g. split-K partial sums), and
+    ``flags`` int32 counters that are zero before every launch (the kernel leaves them zero). A
+    context holds one of each, as large as its largest kernel asks: kernels run one after another."""
+
+    work: int = 0
+    flags: int = 0
+
+    def __or__(self, other: "Scratch | None") -> "Scratch":
+        other = other or Scratch()
+        return Scratch(max(self.work, other.work), max(self.flags, other.flags))
+
+
+SCRATCH = (("work", "float32"), ("flags", "int32"))  # (parameter, dtype), after the tensors
+
+
+def scratch_arrays(scratch: Scratch, zeros=np.zeros) -> list:
+    """Zeroed scratch buffers in ``SCRATCH`` order, made by ``zeros(n, dtype)`` (numpy's by default)."""
+    return [zeros(max(n, 1), dtype) for n, (_, dtype) in zip((scratch.work, scratch.flags), SCRATCH)]
+
+
 @dataclass
 class KernelSpec:
-    """A generated kernel: its source, entry function, parameters (in order) and launch shape."""
+    """A generated kernel: its source, entry function, parameters (in order) and launch shape.
+    With ``scratch`` its last two parameters are the context's scratch buffers (``SCRATCH``)."""
 
     name: str
     source: str
@@ -53,6 +77,12 @@ class KernelSpec:
     block: tuple[int, int, int]
     param_dtypes: list[str] = field(default_factory=list)
     tactic: dict = field(default_factory=dict)
+    scratch: Scratch | None = None
+
+    @property
+    def tensor_params(self) -> list[str]:
+        """The parameters that are tensors (all but the scratch buffers)."""
+        return self.params[:len(self.params) - len(SCRATCH)] if self.scratch else list(self.params)
 
 
 def contiguous_strides(shape) -> tuple[int, ...]:

@@ -19,6 +19,12 @@ that 8 consecutive k are 8 channels of one tap: 16 bytes at one address.
   sits at ``c ^ ((r >> 1) & 3)``) so that both the copies and the eight rows each ``ldmatrix`` phase
   reads hit distinct banks without padding. Fragments are ``ldmatrix.x4`` (not transposed): one per
   16×16 A block and one per pair of 16×8 B blocks.
+- Split K (``splits`` S > 1, for layers with too few tiles to fill the GPU, e.g. batch 1): grid z
+  is (group, part); part p multiplies K slices [p·per, (p+1)·per) of its tile, stores its partial
+  sums in the context's ``work`` scratch (each thread its registers: coalesced), fences, and counts
+  itself in ``flags[tile]`` (an atomic add). The tile's last part to arrive reads all S partial sums
+  back in part order (deterministic; through L2: ``ld_cg``), sets the counter back to zero for the
+  next launch and runs the epilogue; the others leave.
 - Epilogue: the pipeline's buffer is reused to stage one warp row's accumulators at a time as
   ``stage[n][m]`` (float32, rows padded by 4 words: conflict-free writes), then every thread stores
   runs of 8 consecutive m of one column — coalesced for channels-last outputs — through the
@@ -41,9 +47,13 @@ SHAPES = [  # bm, bn, wm, wn (warps along M and N), stages; in the heuristic's o
     (128, 128, 2, 4, 3), (128, 128, 2, 4, 2), (128, 64, 2, 2, 3), (64, 128, 2, 2, 3), (64, 64, 2, 2, 4),
     (64, 32, 2, 1, 4), (32, 64, 1, 2, 4),
 ]
+SPLITS = (2, 4, 8, 16)  # split-K parts (SPLIT_SHAPES only)
+SPLIT_SHAPES = [(64, 64, 2, 2, 4), (128, 64, 2, 2, 3)]
 TACTICS = ([dict(math="f16", bm=bm, bn=bn, bk=BK, wm=wm, wn=wn, stages=s) for bm, bn, wm, wn, s in SHAPES]
            + [dict(math="f16", bm=128, bn=128, bk=BK, wm=2, wn=4, stages=2, min_blocks=2),
-              dict(math="f16", bm=128, bn=64, bk=BK, wm=2, wn=2, stages=3, min_blocks=4)])
+              dict(math="f16", bm=128, bn=64, bk=BK, wm=2, wn=2, stages=3, min_blocks=4)]
+           + [dict(math="f16", bm=bm, bn=bn, bk=BK, wm=wm, wn=wn, stages=s, splits=k)
+              for bm, bn, wm, wn, s in SPLIT_SHAPES for k in SPLITS])
 # min_blocks: launch bounds asking for that many resident blocks per SM (registers capped to fit:
 # 128 per thread for 2 x 256 threads), so that one block's copies overlap another's epilogue
 STAGE_PAD = 4  # words of padding per row of the epilogue's staging tile
@@ -51,14 +61,16 @@ STAGE_PAD = 4  # words of padding per row of the epilogue's staging tile
 
 @dataclass(frozen=True)
 class AsyncTile(MmaTile):
-    """``mma_tiled``'s block and warp tile (threads, fm × fn mma tiles per warp) plus the pipeline depth."""
+    """``mma_tiled``'s block and warp tile (threads, fm × fn mma tiles per warp) plus the pipeline depth
+    and the split-K parts."""
 
     stages: int = 3
+    splits: int = 1
 
     @staticmethod
     def of(tactic: dict) -> "AsyncTile":
         return AsyncTile(tactic["math"], tactic["bm"], tactic["bn"], tactic["bk"], tactic["wm"], tactic["wn"],
-                         stages=tactic["stages"])
+                         stages=tactic["stages"], splits=tactic.get("splits", 1))
 
     @property
     def stage_bytes(self) -> int:
@@ -87,6 +99,8 @@ class AsyncTile(MmaTile):
             why.append(f"{self.threads} threads do not store a band of {self.band}x{self.bn} in runs of 8 rows")
         if self.stages < 2 or self.stages > 4:
             why.append("2 to 4 stages")
+        if self.splits not in (1,) + SPLITS:
+            why.append(f"split K into one of {(1,) + SPLITS} parts")
         if self.shared_bytes() > MAX_SHARED:
             why.append(f"{self.shared_bytes()} bytes of shared memory")
         return why
@@ -147,23 +161,30 @@ def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int]
            store_run: Callable[[list[str], str], str] | None = None) -> list[str]:
     """Source lines of the kernel ``name``: ``store(value, m)`` stores the element of row ``m`` (an
     expression) of the column whose variables ``columns(n)`` defined; ``store_run(values, m)``, when
-    given, stores rows m..m+7 of it at once."""
+    given, stores rows m..m+7 of it at once. With ``t.splits`` > 1, ``params`` end with ``SCRATCH``'s."""
     _, _, k_total = mnk
     ca = _Copier(a, "a", "m0", t.bm, t, k_total, 0)
     cb = _Copier(b, "b", "n0", t.bn, t, k_total, t.bm * ROW_BYTES)
-    slices = -(-k_total // BK)
+    slices = slices_per_part(t, k_total)
     words = t.shared_bytes() // 4
-    body = ["tid = cuda.threadIdx.x", "z = cuda.blockIdx.z", f"m0 = cuda.blockIdx.y * {t.bm}",
+    if t.splits > 1:
+        where = [f"z = cuda.blockIdx.z // {t.splits}  # the group", f"part = cuda.blockIdx.z % {t.splits}  # of K",
+                 f"k_first = part * {slices * BK}", f"k_end = min({k_total}, k_first + {slices * BK})"]
+    else:
+        where = ["z = cuda.blockIdx.z", "k_first = 0", f"k_end = {k_total}"]
+    body = ["tid = cuda.threadIdx.x"] + where + [f"m0 = cuda.blockIdx.y * {t.bm}",
             f"n0 = cuda.blockIdx.x * {t.bn}", "lane = tid % 32", "warp = tid // 32",
             f"wm = (warp // {t.wn}) * {t.band}  # this warp's tile: rows wm.., columns wn..",
             f"wn = (warp % {t.wn}) * {t.bn // t.wn}",
-            f"smem = cuda.shared.array({words}, float32)  # {t.stages} stages of A and B tiles; then the epilogue",
+            f"smem = cuda.shared.array({words}, float32, alignment=16)  # {t.stages} stages of A and B tiles; "
+            "then the epilogue (16-byte copies and ldmatrix rows need the alignment)",
+            *(["arrived = cuda.shared.array(1, int32)  # parts of this tile done before this one"] if t.splits > 1 else []),
             "smem0 = shared_addr(smem)", f"kc = tid % {CHUNKS}  # the 16-byte chunk (8 k) this thread copies"]
     body += prologue + ca.setup() + cb.setup() + _lanes(t)
     body += [f"c{i}_{j}_{e} = float32(0.0)" for i in range(t.fm) for j in range(t.fn) for e in range(4)]
 
     def issue(k0: str, slot: str) -> list[str]:
-        return ([f"kq = {k0} + kc * 8", f"k_ok = kq < {k_total}"] + a.per_slice() + b.per_slice()
+        return ([f"kq = k_first + {k0} + kc * 8", "k_ok = kq < k_end"] + a.per_slice() + b.per_slice()
                 + ca.copies(slot) + cb.copies(slot) + ["cp_async_commit()"])
 
     body.append(f"# the first {t.stages - 1} K slices in flight")
@@ -175,6 +196,8 @@ def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int]
     loop += issue(f"(kt + {t.stages - 1}) * {BK}", f"ahead * {t.stage_bytes}")
     loop += [f"slot = (kt % {t.stages}) * {t.stage_bytes}"] + _multiply(t)
     body += [f"for kt in range({slices}):"] + ["    " + line for line in loop]
+    if t.splits > 1:
+        body += _sum_parts(t)
     body += _finish(t, store, columns, store_run)
     return [f"def {name}({', '.join(params)}):"] + ["    " + line for line in body]
 
@@ -199,6 +222,37 @@ def _multiply(t: AsyncTile) -> list[str]:
             lines.append(f"b{j}_0, b{j}_1, b{j + 1}_0, b{j + 1}_1 = ldsm_x4(b_at{kk} + slot + {j * 8 * ROW_BYTES})")
         lines += products(t.fm, t.fn, "mma_f16")
     return lines
+
+
+def slices_per_part(t: AsyncTile, k_total: int) -> int:
+    """K slices each split-K part multiplies (the last may have fewer: the rest is zero-filled)."""
+    slices = -(-k_total // BK)
+    return -(-slices // t.splits)
+
+
+def _sum_parts(t: AsyncTile) -> list[str]:
+    """Split K: store this part's sums, count it in, and in the tile's last part add all parts up."""
+    regs = [f"c{i}_{j}_{e}" for i in range(t.fm) for j in range(t.fn) for e in range(4)]
+    size = t.bm * t.bn  # one part's partial sums: regs x threads
+    lines = ["# split K: each part leaves its partial sums in `work`; the tile's last part adds them up",
+             "cp_async_wait0()  # no copy may land in shared memory after a block left",
+             "tile = (z * cuda.gridDim.y + cuda.blockIdx.y) * cuda.gridDim.x + cuda.blockIdx.x",
+             f"tile_at = tile * {t.splits * size} + tid"]
+    lines += [f"work[tile_at + part * {size} + {r * t.threads}] = {c}" for r, c in enumerate(regs)]
+    lines += ["cuda.threadfence()  # the sums are visible GPU-wide before the count says so",
+              "cuda.syncthreads()", "if tid == 0:", "    arrived[0] = cuda.atomic.add(flags, tile, 1)",
+              "cuda.syncthreads()", f"if arrived[0] != {t.splits - 1}:", "    return  # not the last part",
+              "cuda.threadfence()"]
+    lines += [f"{c} = ld_cg(work, tile_at + {r * t.threads})" for r, c in enumerate(regs)]
+    lines += [f"for p in range(1, {t.splits}):  # in part order: the same sums whichever part is last"]
+    lines += [f"    {c} += ld_cg(work, tile_at + p * {size} + {r * t.threads})" for r, c in enumerate(regs)]
+    return lines + ["if tid == 0:", "    flags[tile] = 0  # ready for the next launch"]
+
+
+def scratch_words(t: AsyncTile, grid: tuple[int, int, int]) -> tuple[int, int]:
+    """(work words, flags) a split-K launch of ``grid`` needs: all parts' sums of every tile."""
+    tiles = grid[0] * grid[1] * grid[2] // t.splits
+    return tiles * t.splits * t.bm * t.bn, tiles
 
 
 def _finish(t: AsyncTile, store: Callable[[str, str], str], columns: Callable[[str], list[str]],
@@ -230,17 +284,25 @@ def _finish(t: AsyncTile, store: Callable[[str, str], str], columns: Callable[[s
     return lines
 
 
-def pick(m: int, n: int, z: int) -> dict | None:
-    """A tile without tuning: the largest that fills the GPU's SMs once; None when even the smallest
-    leaves most SMs idle."""
+MIN_SLICES = 4  # K slices a split-K part should have at least
+
+
+def pick(m: int, n: int, z: int, k: int) -> dict | None:
+    """A tile without tuning: the largest that fills the GPU's SMs once; else a 64×64 tile with K split
+    into as many parts (of at least MIN_SLICES slices) as fill the SMs about once; None when even
+    that leaves most SMs idle."""
     from .tiled import SMS
     blocks = lambda t: -(-m // t["bm"]) * -(-n // t["bn"]) * z
     shapes = TACTICS[:len(SHAPES)]
     for t in shapes:
         if blocks(t) >= SMS and t["bm"] <= max(32, 1 << (m - 1).bit_length()):
             return dict(t)
+    split = next(t for t in TACTICS if t.get("splits") and t["bm"] == t["bn"] == 64)
+    parts = [s for s in SPLITS if blocks(split) * s <= SMS * 5 // 4 and -(-k // BK) >= MIN_SLICES * s]
+    if parts:
+        return dict(split, splits=parts[-1])
     return dict(shapes[-1]) if blocks(shapes[-1]) >= SMS // 2 else None
 
 
 def launch(t: AsyncTile, m_total: int, n_total: int, z: int):
-    return (-(-n_total // t.bn), -(-m_total // t.bm), z), (t.threads, 1, 1)
+    return (-(-n_total // t.bn), -(-m_total // t.bm), z * t.splits), (t.threads, 1, 1)

@@ -21,6 +21,8 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
   most N of this thread's groups are still in flight (a barrier then makes every thread's copies visible).
 - ``st_v4(array, index, r0, r1, r2, r3)``: ``st.global.v4.b32``, 16 bytes (four 32-bit registers,
   e.g. eight halves packed by ``pack_f16``) stored at element ``index`` of a global array (16-byte aligned).
+- ``ld_cg(array, index)`` → float32: ``ld.global.cg.f32``, element ``index`` of a float32 global array
+  read through L2 only (never a stale L1 line: for data other blocks of the same launch wrote).
 - ``shared_addr(array)``: the 32-bit shared-window address of a shared array's first element.
 - ``bits16(array, i)`` → uint32: the raw 16 bits of element i of a 2-byte array (zero-extended).
 - ``pack_f16(lo, hi)`` → uint32: two float32 rounded to halves, ``lo`` in the low 16 bits;
@@ -36,14 +38,15 @@ from numba.cuda.extending import intrinsic
 _I32, _I64, _F32 = ir.IntType(32), ir.IntType(64), ir.FloatType()
 
 
-def _asm(builder, result, args, text, constraints, reads_shared=False):
-    """One inline-PTX instruction. ``reads_shared``: it reads shared memory, so it is volatile and
-    clobbers memory (else LLVM would hoist a loop-invariant ldmatrix out of the K loop, past the
-    barriers, as if it were a pure function of its address)."""
+def _asm(builder, result, args, text, constraints, memory=False):
+    """One inline-PTX instruction. ``memory``: it touches memory, so it is volatile and clobbers
+    memory: it stays in program order with the barriers, fences and other memory operations (else
+    LLVM would e.g. hoist a loop-invariant ldmatrix out of the K loop, past the barriers, as if it
+    were a pure function of its address)."""
     ftype = ir.FunctionType(result, [a.type for a in args])
-    if reads_shared:
+    if memory:
         constraints += ",~{memory}" if constraints else "~{memory}"
-    return builder.asm(ftype, text, constraints, args, side_effect=reads_shared)
+    return builder.asm(ftype, text, constraints, args, side_effect=memory)
 
 
 def _mma(shape_ptx: str):
@@ -74,7 +77,7 @@ def _ldsm(trans: str):
         def codegen(context, builder, signature, args):
             out = _asm(builder, ir.LiteralStructType([_I32] * 4), args,
                        f"ldmatrix.sync.aligned.m8n8.x4{trans}.shared.b16 {{$0,$1,$2,$3}}, [$4];",
-                       "=r,=r,=r,=r,r", reads_shared=True)
+                       "=r,=r,=r,=r,r", memory=True)
             return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
         return sig, codegen
     return ldsm
@@ -140,7 +143,7 @@ def cp_async16(typingctx, dst, array, index, ok):
         src = builder.ptrtoint(_element_pointer(context, builder, signature.args[1], arr, index, ir.IntType(8)), _I64)
         size = builder.select(ok, ir.Constant(_I32, 16), ir.Constant(_I32, 0))
         _asm(builder, ir.VoidType(), [dst, src, size], "cp.async.cg.shared.global [$0], [$1], 16, $2;", "r,l,r",
-             reads_shared=True)
+             memory=True)
         return context.get_dummy_value()
     return sig, codegen
 
@@ -152,8 +155,18 @@ def st_v4(typingctx, array, index, r0, r1, r2, r3):
     def codegen(context, builder, signature, args):
         ptr = builder.ptrtoint(_element_pointer(context, builder, signature.args[0], args[0], args[1], ir.IntType(8)), _I64)
         _asm(builder, ir.VoidType(), [ptr] + list(args[2:]), "st.global.v4.b32 [$0], {$1,$2,$3,$4};", "l,r,r,r,r",
-             reads_shared=True)
+             memory=True)
         return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def ld_cg(typingctx, array, index):
+    sig = types.float32(array, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.ptrtoint(_element_pointer(context, builder, signature.args[0], args[0], args[1], _F32), _I64)
+        return _asm(builder, _F32, [ptr], "ld.global.cg.f32 $0, [$1];", "=f,l", memory=True)
     return sig, codegen
 
 
@@ -161,7 +174,7 @@ def _no_operand(text: str):
     @intrinsic
     def instruction(typingctx):
         def codegen(context, builder, signature, args):
-            _asm(builder, ir.VoidType(), [], text, "", reads_shared=True)
+            _asm(builder, ir.VoidType(), [], text, "", memory=True)
             return context.get_dummy_value()
         return types.void(), codegen
     return instruction
@@ -173,4 +186,4 @@ CP_ASYNC_WAITS = {f"cp_async_wait{n}": _no_operand(f"cp.async.wait_group {n};") 
 
 INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "ldsm_x4": ldsm_x4, "ldsm_x4_t": ldsm_x4_t,
               "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16, "tf32": tf32,
-              "cp_async16": cp_async16, "st_v4": st_v4, "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}
+              "cp_async16": cp_async16, "st_v4": st_v4, "ld_cg": ld_cg, "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}

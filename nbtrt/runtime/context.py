@@ -20,6 +20,7 @@ import numpy as np
 
 from ..bindings import check_inputs, check_names, check_shape, host_array
 from ..codegen.build import jit
+from ..codegen.kernel import SCRATCH, Scratch, scratch_arrays
 from ..codegen.numba_env import simulated
 from ..errors import ExecutionError, InputError
 from .memory import nbytes, physical, strided
@@ -58,10 +59,13 @@ def _gpu_array(name: str, x, want_dtype: str, want_shape, dims: dict, device: in
 
 
 class ExecutionContext:
-    def __init__(self, engine):
+    def __init__(self, engine, scratch: Scratch | None = None):
+        """``scratch``: at least this much kernel scratch memory (the tuner's candidates may ask for
+        more than the engine's kernels)."""
         self.engine = engine
         self.captures = 0
-        self._backend = _SimBackend(engine) if simulated() else _GpuBackend(engine)
+        scratch = engine.scratch | scratch
+        self._backend = _SimBackend(engine, scratch) if simulated() else _GpuBackend(engine, scratch)
         self._close = finalize_with(self, self._backend.steps)  # plugins' terminate()
 
     def close(self) -> None:
@@ -99,8 +103,9 @@ class ExecutionContext:
 
 
 class _SimBackend:
-    def __init__(self, engine):
+    def __init__(self, engine, scratch: Scratch):
         self.engine, mem = engine, engine.memory
+        self.scratch = scratch_arrays(scratch)
         self.arena = np.zeros(max(mem.arena_bytes, 1), np.uint8)
         self.kernels = [(jit(k.spec), k) for k in engine.kernels]
         self.steps = plugin_steps(engine)
@@ -128,7 +133,8 @@ class _SimBackend:
         for item in self.order:
             if isinstance(item, int):
                 dispatcher, k = self.kernels[item]
-                dispatcher[k.spec.grid, k.spec.block](*[self.buffer(mem.layout(v).root) for v in k.args])
+                scratch = self.scratch if k.spec.scratch else []
+                dispatcher[k.spec.grid, k.spec.block](*[self.buffer(mem.layout(v).root) for v in k.args], *scratch)
             else:
                 item.enqueue(self.array, self.workspace, numba_stream())
         out = {}
@@ -139,10 +145,11 @@ class _SimBackend:
 
 
 class _GpuBackend:
-    def __init__(self, engine):
+    def __init__(self, engine, scratch: Scratch):
         from . import driver
         self.drv, self.engine, mem = driver, engine, engine.memory
         driver.init()
+        self.scratch = scratch_arrays(scratch, lambda n, dtype: driver.upload(np.zeros(n, dtype)))
         self.device = driver.device_ordinal()
         self.constants = _engine_constants(engine)
         self.arena = driver.DeviceBuffer(mem.arena_bytes)
@@ -150,7 +157,7 @@ class _GpuBackend:
         self.graph_exec = None
         self.roots = [[mem.layout(v).root for v in k.args] for k in engine.kernels]
         self.bound: dict[int, int] = {}  # id(input) -> the caller's device pointer the graph reads
-        self.launches = [(fn, k.spec.grid, k.spec.block, driver.PackedArgs(self._buffers(roots, {})))
+        self.launches = [(fn, k.spec.grid, k.spec.block, self.packed(roots, k.spec, {}))
                          for fn, k, roots in zip(_engine_functions(engine), engine.kernels, self.roots)]
         self.steps = plugin_steps(engine)
         self.order = schedule(len(self.launches), self.steps)
@@ -163,9 +170,15 @@ class _GpuBackend:
         """Where ``root`` lives this run: a caller's GPU input tensor, or the arena/constants."""
         return self.bound.get(id(root), self.ptr(root))
 
-    def _buffers(self, roots, external: dict[int, int]) -> list[tuple[int, int, int]]:
-        return [(external.get(id(r), self.ptr(r)), int(np.prod(r.type.shape)), np.dtype(r.type.dtype).itemsize)
-                for r in roots]
+    def packed(self, roots, spec, external: dict[int, int]):
+        """Kernel ``spec``'s parameters: the tensors ``roots`` (a caller's GPU input where ``external``
+        has it) and, when the kernel asks for them, the scratch buffers."""
+        buffers = [(external.get(id(r), self.ptr(r)), int(np.prod(r.type.shape)), np.dtype(r.type.dtype).itemsize)
+                   for r in roots]
+        if spec.scratch:
+            buffers += [(b.ptr, b.nbytes // np.dtype(dtype).itemsize, np.dtype(dtype).itemsize)
+                        for b, (_, dtype) in zip(self.scratch, SCRATCH)]
+        return self.drv.PackedArgs(buffers)
 
     def _rebind(self, external: dict[int, int]) -> None:
         """Point the graph's kernels at the caller's GPU input tensors (no copy); back to the arena
@@ -173,7 +186,7 @@ class _GpuBackend:
         changed = {k for k in set(external) | set(self.bound) if external.get(k) != self.bound.get(k)}
         for i, (fn, grid, block, _) in enumerate(self.launches):
             if any(id(r) in changed for r in self.roots[i]):
-                args = self.drv.PackedArgs(self._buffers(self.roots[i], external))
+                args = self.packed(self.roots[i], self.engine.kernels[i].spec, external)
                 self.drv.set_kernel_args(self.graph_exec, self.nodes[i], fn, grid, block, args)
                 self.launches[i] = (fn, grid, block, args)
         self.bound = dict(external)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .. import codegen
 from ..codegen.build import Compiled, compile_cubin
-from ..codegen.kernel import KernelSpec, TensorArg
+from ..codegen.kernel import KernelSpec, Scratch, TensorArg
 from ..codegen.numba_env import simulated
 from ..config import BuildConfig
 from ..errors import NbtrtError
@@ -31,7 +31,7 @@ from .plugin_steps import configure_plugins
 
 @dataclass
 class Kernel:
-    """One launch: the generated spec, the value behind each parameter, and compiled code."""
+    """One launch: the generated spec, the value behind each tensor parameter, and compiled code."""
 
     node_name: str
     kind: str
@@ -68,6 +68,14 @@ class Engine:
         from .context import ExecutionContext
         return ExecutionContext(self)
 
+    @property
+    def scratch(self) -> Scratch:
+        """The scratch memory a context needs: as much as the kernel that asks most."""
+        total = Scratch()
+        for k in self.kernels:
+            total = total | k.spec.scratch
+        return total
+
     def run(self, inputs: dict) -> dict:
         """Run synchronously on the engine's default context; returns output name -> numpy array."""
         with self._lock:
@@ -103,7 +111,7 @@ def generate_kernels(graph: Graph, memory: MemoryPlan, tactic_for=None) -> list[
         ins = [None if v is None else tensor_arg(f"in{k}", v, memory) for k, v in enumerate(node.inputs)]
         spec = codegen.generate(node, outs, ins, tactic_for and tactic_for(kind, node, outs, ins))
         by_param = {a.param: v for a, v in zip(outs + ins, list(node.outputs) + list(node.inputs)) if a is not None}
-        kernels.append(Kernel(node.name, kind, spec, [by_param[p] for p in spec.params]))
+        kernels.append(Kernel(node.name, kind, spec, [by_param[p] for p in spec.tensor_params]))
     return kernels
 
 

@@ -53,7 +53,7 @@ import zlib
 from dataclasses import fields
 
 from ..codegen.build import Compiled
-from ..codegen.kernel import KernelSpec
+from ..codegen.kernel import SCRATCH, KernelSpec, Scratch
 from ..codegen.numba_env import simulated
 from ..config import BuildConfig
 from ..errors import ArchMismatchError, EngineFileError, EngineVersionError, NbtrtError, PluginError, PluginNotFoundError
@@ -111,6 +111,7 @@ def _kernel_record(i: int, k: Kernel, members: dict) -> dict:
     record = {"node": k.node_name, "kind": k.kind, "name": s.name, "params": list(s.params),
               "args": [v.name for v in k.args], "param_dtypes": list(s.param_dtypes), "grid": list(s.grid),
               "block": list(s.block), "tactic": codec.encode_attr(dict(s.tactic)), "source": stem + ".py",
+              "scratch": [s.scratch.work, s.scratch.flags] if s.scratch else None,
               "entry": None, "arch": None, "cubin": None, "ptx": None}
     if k.compiled is not None:
         c = k.compiled
@@ -314,13 +315,20 @@ def _decode_kernel(f: EngineFile, i: int, r: dict, nodes: dict, values: dict) ->
     grid, block = tuple(r["grid"]), tuple(r["block"])
     if not (len(grid) == len(block) == 3 and all(isinstance(x, int) and x > 0 for x in grid + block)):
         raise f.error(f"kernel {i} has a bad launch shape {grid} x {block}")
+    scratch = r.get("scratch")
+    if scratch is not None:
+        if not (isinstance(scratch, list) and len(scratch) == 2 and all(isinstance(n, int) and n >= 0 for n in scratch)):
+            raise f.error(f"kernel {i} has a bad scratch size {scratch!r}")
+        scratch = Scratch(*scratch)
+    trailing = [dtype for _, dtype in SCRATCH] if scratch else []
     if not (isinstance(r["name"], str) and r["name"].isidentifier()
-            and len(r["params"]) == len(r["args"]) == len(r["param_dtypes"])):
+            and len(r["params"]) == len(r["args"]) + len(trailing) == len(r["param_dtypes"])
+            and r["param_dtypes"][len(r["args"]):] == trailing):
         raise f.error(f"kernel {i} has a malformed signature")
     spec = KernelSpec(r["name"], f.text(r["source"]), list(r["params"]), grid, block, list(r["param_dtypes"]),
-                      codec.decode_attr(r["tactic"]))
+                      codec.decode_attr(r["tactic"]), scratch)
     args = [values[name] for name in r["args"]]
-    if [v.type.dtype for v in args] != spec.param_dtypes:
+    if [v.type.dtype for v in args] != spec.param_dtypes[:len(args)]:
         raise f.error(f"kernel {i} has parameter dtypes that do not match its tensors")
     compiled = None
     if r["cubin"] is not None:

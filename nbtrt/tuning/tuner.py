@@ -129,8 +129,14 @@ def tune(engine, config, cache: TimingCache, progress=sys.stderr) -> dict:
 
 def _time_network(engine, nodes, work, by_kernel, same, cache, config, start, progress) -> None:
     """Run the network kernel by kernel, choosing each tuned kernel's fastest correct candidate."""
+    from ..codegen.kernel import Scratch
     from ..runtime import driver
-    ctx = engine.create_context()
+    from ..runtime.context import ExecutionContext
+    scratch = Scratch()
+    for cands in by_kernel.values():
+        for _, spec, _ in cands:
+            scratch = scratch | spec.scratch
+    ctx = ExecutionContext(engine, scratch)  # room for every candidate's scratch
     b = ctx._backend
     device = _Device(engine, b)
     rng = np.random.default_rng(0)
@@ -165,9 +171,9 @@ def _packed(engine, node, b, spec):
     """Parameters for ``spec`` (a candidate may order or choose its parameters differently)."""
     value = {f"out{j}": v for j, v in enumerate(node.outputs)}
     value.update({f"in{j}": v for j, v in enumerate(node.inputs) if v is not None})
-    values = [value[p] for p in spec.params]
+    values = [value[p] for p in spec.tensor_params]
     roots = [engine.memory.layout(v).root for v in values]
-    return b.drv.PackedArgs(b._buffers(roots, {})), values
+    return b.packed(roots, spec, {}), values
 
 
 def _choose(engine, node, b, device, cands):

@@ -9,7 +9,7 @@ import numpy as np
 
 from nbtrt.codegen import generate
 from nbtrt.codegen.build import jit
-from nbtrt.codegen.kernel import TensorArg
+from nbtrt.codegen.kernel import TensorArg, scratch_arrays
 from nbtrt.reference import KERNELS
 
 
@@ -39,7 +39,8 @@ def run_generated(node, arrays, tactic=None, out_args=None, buffer_sizes=None, i
     for i, o in enumerate(outs):
         size = (buffer_sizes or {}).get(o.param, o.numel + o.offset)
         buffers[o.param] = poison(o.dtype, size)
-    jit(spec)[spec.grid, spec.block](*[buffers[p] for p in spec.params])
+    scratch = scratch_arrays(spec.scratch) if spec.scratch else []
+    jit(spec)[spec.grid, spec.block](*[buffers[p] for p in spec.tensor_params], *scratch)
     results = [np.lib.stride_tricks.as_strided(buffers[o.param][o.offset:], o.shape,
                                                [s * buffers[o.param].itemsize for s in o.strides]).copy()
                for o in outs]

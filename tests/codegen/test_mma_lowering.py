@@ -35,10 +35,13 @@ for x, w, attrs in [((2, 24, 9, 9), (40, 24, 3, 3), dict(kernel_shape=(3, 3), pa
     ins, outs = nhwc_args(node)
     for t in [conv.TACTICS.index(t) for t in conv.TACTICS if t.get("algorithm") == "mma_async"][:3]:
         cases.append(conv.emit(node, outs, ins, conv.TACTICS[t]))
+    split = next(t for t in conv.TACTICS if t.get("splits") == 4)  # split K: parts summed in scratch
+    cases.append(conv.emit(node, outs, ins, split))
+    assert cases[-1].scratch and cases[-1].params[-2:] == ["work", "flags"]
 assert all("mma_" in spec.source for spec in cases)
 lower_all(cases)
 """
 
 
 def test_tensor_core_kernels_lower_for_the_gpu():
-    assert "23 kernels, 0 failures" in run(SCRIPT)
+    assert "26 kernels, 0 failures" in run(SCRIPT)
