@@ -1,7 +1,9 @@
 """Pooling kernels: ``nbtrt.pool`` groups (MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool with
 their fused epilogue), and plain MaxPool / AveragePool nodes (also MaxPool's ``Indices`` output).
 
-Windowed pools: one thread per output element (grid-stride loop). Along spatial axis i with kernel K,
+Windowed pools: one thread per output element (grid-stride loop); on a GPU, for float16
+channels-last tensors, one thread per run of 8 channels (16-byte loads widened to float32, one
+16-byte store), which spends the index arithmetic once per 8 elements. Along spatial axis i with kernel K,
 stride s, dilation d and begin pad pb, output o reads input positions ``o·s − pb + k·d`` (k < K); a
 position outside the input is skipped (MaxPool pads with −∞). Bounds checks are emitted only on axes
 where some window leaves the input. AveragePool divides by the number of counted cells, which is
@@ -30,6 +32,7 @@ from ..ops.window import flag, forward_shape, window_attrs
 from . import epilogue
 from .kernel import (KernelSpec, TensorArg, element_order, header, identifier, indent, index_of, literal, store,
                      unravel)
+from .numba_env import simulated
 from .reduce import (ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, lowest,
                      resolve)
 
@@ -101,24 +104,35 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
     geo = _geometry(node, base, attrs, x)
     nsp, is_max = len(geo), base == "MaxPool"
     acc_shape = tuple(x.shape[:2]) + tuple(g[6] for g in geo)
-    total = int(np.prod(acc_shape, dtype=np.int64))
     indices = outputs[len(programs)] if is_max and len(outputs) > len(programs) else None
+    lanes = LANES if indices is None and len(programs) == 1 and _runs_of_8(x, outputs[0]) else 1
+    coords = [f"c{a}" for a in range(len(acc_shape))]
+    space = (acc_shape[0], acc_shape[1] // lanes) + acc_shape[2:]  # a thread's channels: c1..c1+lanes-1
+    total = int(np.prod(space, dtype=np.int64))
     lines = ["i = cuda.grid(1)", "step = cuda.gridsize(1)", f"while i < {total}:"]
-    body = unravel("i", acc_shape, order=element_order(outputs[0]))
+    body = unravel("i", space, order=element_order(outputs[0]))
+    if lanes > 1:
+        body.append(f"c1 = c1 * {lanes}  # the first of this thread's {lanes} channels (one 16-byte run)")
     nc = TensorArg(x.param, x.dtype, x.shape[:2] + (1,) * nsp, x.strides, x.offset)
-    body.append(f"xb = {index_of(nc, acc_shape, [f'c{a}' for a in range(len(acc_shape))])}  # X[n, c] starts here")
+    body.append(f"xb = {index_of(nc, acc_shape, coords)}  # X[n, c] starts here")
     for i, (n, k, s, d, pb, pe, o) in enumerate(geo):
         start = f"c{2 + i}" + (f" * {s}" if s != 1 else "") + (f" - {pb}" if pb else "")
         body.append(f"p{2 + i} = {start}  # window start, axis {2 + i}")
-    body.append(f"acc = {lowest(cd) if is_max else literal(0, cd)}")
+    accs = [f"acc{e}" for e in range(lanes)] if lanes > 1 else ["acc"]
+    body += [f"{a} = {lowest(cd) if is_max else literal(0, cd)}" for a in accs]
     if indices is not None:
         body.append("arg = int64(-1)")
-    body += _window_loops(geo, x, cd, is_max, indices, attrs)
+    inner = _accumulate_run(x, is_max) if lanes > 1 else _accumulate(geo, x, cd, is_max, indices, attrs)
+    body += _window_loops(geo, x, inner)
     if not is_max:
-        body += _counts(geo, flag(Node(base, [], [], dict(attrs)), "count_include_pad"), cd)
-    body += _epilogues(programs, splits, outputs, inputs, [f"c{a}" for a in range(len(acc_shape))], cd)
+        lines_n, divisor = _counts(geo, flag(Node(base, [], [], dict(attrs)), "count_include_pad"), cd)
+        body += lines_n + [f"{a} = {a} / {divisor}" for a in accs]
+    if lanes > 1:
+        body += _store_run(programs[0], outputs[0], inputs, coords, cd)
+    else:
+        body += _epilogues(programs, splits, outputs, inputs, coords, cd)
     if indices is not None:
-        body.append(f"{indices.param}[{index_of(indices, indices.shape, [f'c{a}' for a in range(2 + nsp)])}] = arg")
+        body.append(f"{indices.param}[{index_of(indices, indices.shape, coords)}] = arg")
     lines += indent(body + ["i += step"])
     t = element_tactic(tactic)
     threads = t["threads"]
@@ -126,6 +140,8 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
     src = header("pool", node, t, outputs, [inputs[0]] + [a for a in inputs[1:] if a is not None])
     src.append(f"# {base} " + "; ".join(f"axis {2 + i}: size {n} kernel {k} stride {s} dilation {d} "
                                         f"pads {pb},{pe} out {o}" for i, (n, k, s, d, pb, pe, o) in enumerate(geo)))
+    if lanes > 1:
+        src.append(f"# each thread pools {lanes} consecutive channels: 16-byte loads and stores of float16")
     src += [f"def {name}({', '.join(params)}):"] + indent(lines)
     blocks = grid_blocks(total, threads, t)
     dtypes = {a.param: a.dtype for a in outputs + [a for a in inputs if a is not None]}
@@ -133,16 +149,53 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
                       [dtypes[p] for p in params], t)
 
 
-def _window_loops(geo, x: TensorArg, cd, is_max, indices, attrs) -> list[str]:
-    """Nested loops over the window, innermost accumulating into ``acc`` (and ``arg``)."""
-    nsp = len(geo)
-    spatial = [f"x{2 + i}" if x.strides[2 + i] == 1 else f"x{2 + i} * {x.strides[2 + i]}" for i in range(nsp)]
-    inner = [f"v = {load(x, ' + '.join(['xb'] + spatial), cd)}"]
+LANES = 8  # float16 channels per 16-byte run
+
+
+def _runs_of_8(x: TensorArg, out: TensorArg) -> bool:
+    """Whether each thread can pool 8 channels at once: float16 channels-last input and output whose
+    runs of 8 channels are 16-byte aligned (on a GPU: the simulator has no vector loads)."""
+    def aligned(a: TensorArg) -> bool:
+        return (a.dtype == "float16" and a.strides[1] == 1 and a.shape[1] % LANES == 0 and a.offset % LANES == 0
+                and all(s % LANES == 0 for k, s in enumerate(a.strides) if k != 1 and a.shape[k] > 1))
+    return not simulated() and aligned(x) and aligned(out)
+
+
+def _accumulate_run(x: TensorArg, is_max: bool) -> list[str]:
+    """The innermost lines for 8 channels: one 16-byte load at ``at``, widened, into acc0..acc7."""
+    lines = [f"r0, r1, r2, r3 = ld_v4({x.param}, at)"]
+    lines += [f"v{2 * r}, v{2 * r + 1} = unpack_f16(r{r})" for r in range(LANES // 2)]
+    return lines + [f"acc{e} = max(acc{e}, v{e})" if is_max else f"acc{e} += v{e}" for e in range(LANES)]
+
+
+def _store_run(program, out: TensorArg, inputs, coords, cd) -> list[str]:
+    """Each of the 8 channels through the epilogue, then one 16-byte store."""
+    lines, results = [], []
+    for e in range(LANES):
+        at = [coords[0], f"c1 + {e}"] + coords[2:]
+        fetch = lambda k, at=at: load(inputs[k], index_of(inputs[k], out.shape, at), cd)
+        body, result = epilogue.emit(program, f"acc{e}", fetch, cd, f"e{e}_")
+        lines += body
+        results.append(result)
+    packed = ", ".join(f"pack_f16({results[2 * r]}, {results[2 * r + 1]})" for r in range(LANES // 2))
+    return lines + [f"st_v4({out.param}, {index_of(out, out.shape, coords)}, {packed})"]
+
+
+def _accumulate(geo, x: TensorArg, cd, is_max, indices, attrs) -> list[str]:
+    """The innermost lines of the window loops: element ``at`` into ``acc`` (and ``arg``)."""
+    inner = [f"v = {load(x, 'at', cd)}"]
     if is_max and indices is not None:
         flat = _flat_index(geo, x.shape[1], bool(attrs.get("storage_order", 0)))
-        inner += ["if v > acc or arg < 0:", "    acc = v", f"    arg = {flat}"]
-    else:
-        inner.append("acc = max(acc, v)" if is_max else "acc += v")
+        return inner + ["if v > acc or arg < 0:", "    acc = v", f"    arg = {flat}"]
+    return inner + ["acc = max(acc, v)" if is_max else "acc += v"]
+
+
+def _window_loops(geo, x: TensorArg, inner: list[str]) -> list[str]:
+    """Nested loops over the window, skipping positions outside the input; ``inner`` runs at each
+    inside position with ``at`` = its element index in X."""
+    nsp = len(geo)
+    spatial = [f"x{2 + i}" if x.strides[2 + i] == 1 else f"x{2 + i} * {x.strides[2 + i]}" for i in range(nsp)]
+    inner = [f"at = {' + '.join(['xb'] + spatial)}"] + inner
     for i in reversed(range(nsp)):
         n, k, s, d, pb, pe, o = geo[i]
         a = 2 + i
@@ -165,8 +218,8 @@ def _flat_index(geo, channels: int, column_major: bool) -> str:
     return f"(c0 * {channels} + c1) * {scale} + " + " + ".join(terms)
 
 
-def _counts(geo, include_pad: bool, cd) -> list[str]:
-    """AveragePool's divisor: per axis the counted cells of the window, then ``acc /= product``."""
+def _counts(geo, include_pad: bool, cd) -> tuple[list[str], str]:
+    """AveragePool's divisor: (lines counting each axis's cells of the window, their product)."""
     lines, factors = [], []
     for i, (n, k, s, d, pb, pe, o) in enumerate(geo):
         a = 2 + i
@@ -180,7 +233,7 @@ def _counts(geo, include_pad: bool, cd) -> list[str]:
             lines += [f"n{a} = 0", f"for k{a} in range({k}):",
                       f"    if {lo} <= p{a} + k{a} * {d} < {hi}:", f"        n{a} += 1"]
         factors.append(f"n{a}")
-    return lines + [f"acc = acc / {cd}({' * '.join(factors)})"]
+    return lines, f"{cd}({' * '.join(factors)})"
 
 
 # -- global pools -------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
   most N of this thread's groups are still in flight (a barrier then makes every thread's copies visible).
 - ``st_v4(array, index, r0, r1, r2, r3)``: ``st.global.v4.b32``, 16 bytes (four 32-bit registers,
   e.g. eight halves packed by ``pack_f16``) stored at element ``index`` of a global array (16-byte aligned).
+- ``ld_v4(array, index)`` → 4 uint32: ``ld.global.v4.b32``, the 16 bytes at element ``index`` of a
+  global array (16-byte aligned), e.g. eight halves that ``unpack_f16`` widens.
+- ``unpack_f16(bits)`` → 2 float32: the halves in the low and high 16 bits of a 32-bit register.
 - ``ld_cg(array, index)`` → float32: ``ld.global.cg.f32``, element ``index`` of a float32 global array
   read through L2 only (never a stale L1 line: for data other blocks of the same launch wrote).
 - ``shared_addr(array)``: the 32-bit shared-window address of a shared array's first element.
@@ -161,6 +164,29 @@ def st_v4(typingctx, array, index, r0, r1, r2, r3):
 
 
 @intrinsic
+def ld_v4(typingctx, array, index):
+    sig = types.UniTuple(types.uint32, 4)(array, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.ptrtoint(_element_pointer(context, builder, signature.args[0], args[0], args[1], ir.IntType(8)), _I64)
+        out = _asm(builder, ir.LiteralStructType([_I32] * 4), [ptr], "ld.global.v4.b32 {$0,$1,$2,$3}, [$4];",
+                   "=r,=r,=r,=r,l")
+        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+    return sig, codegen
+
+
+@intrinsic
+def unpack_f16(typingctx, bits):
+    sig = types.UniTuple(types.float32, 2)(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        out = _asm(builder, ir.LiteralStructType([_F32] * 2), list(args),
+                   "{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.f32.f16 $0, lo; cvt.f32.f16 $1, hi; }", "=f,=f,r")
+        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(2)])
+    return sig, codegen
+
+
+@intrinsic
 def ld_cg(typingctx, array, index):
     sig = types.float32(array, types.int64)
 
@@ -186,4 +212,5 @@ CP_ASYNC_WAITS = {f"cp_async_wait{n}": _no_operand(f"cp.async.wait_group {n};") 
 
 INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "ldsm_x4": ldsm_x4, "ldsm_x4_t": ldsm_x4_t,
               "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16, "tf32": tf32,
-              "cp_async16": cp_async16, "st_v4": st_v4, "ld_cg": ld_cg, "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}
+              "cp_async16": cp_async16, "st_v4": st_v4, "ld_cg": ld_cg, "ld_v4": ld_v4,
+              "unpack_f16": unpack_f16, "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}

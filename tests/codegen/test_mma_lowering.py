@@ -1,7 +1,8 @@
-"""The tensor-core kernels (which the simulator cannot run: no inline PTX there) are generated, type
-and lower for a real GPU in CI: Numba's CUDA front end (typing and LLVM lowering with the inline-PTX
-intrinsics, no NVVM, GPU or CUDA toolkit needed) compiles each one in a process without the
-simulator. Their numerics are checked on the GPU (tests/gpu/test_mma_gpu.py)."""
+"""The tensor-core kernels and the 16-byte vector pools (which the simulator cannot run: no inline PTX
+there) are generated, type and lower for a real GPU in CI: Numba's CUDA front end (typing and LLVM
+lowering with the inline-PTX intrinsics, no NVVM, GPU or CUDA toolkit needed) compiles each one in a
+process without the simulator. Their numerics are checked on the GPU (tests/gpu/test_mma_gpu.py,
+tests/gpu/test_vector_gpu.py)."""
 
 from lowering import run
 
@@ -39,9 +40,20 @@ for x, w, attrs in [((2, 24, 9, 9), (40, 24, 3, 3), dict(kernel_shape=(3, 3), pa
     cases.append(conv.emit(node, outs, ins, split))
     assert cases[-1].scratch and cases[-1].params[-2:] == ["work", "flags"]
 assert all("mma_" in spec.source for spec in cases)
+# pooling runs of 8 float16 channels (16-byte loads and stores), max with bias + Relu, average
+from nbtrt.codegen import pool
+from test_mma_gpu import channels_last
+from test_vector_gpu import fp16_pool
+for base, attrs in [("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+                    ("AveragePool", dict(kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=0))]:
+    node = fp16_pool(base, (2, 16, 9, 9), attrs, base == "MaxPool")
+    ins = [channels_last("in0", "float16", (2, 16, 9, 9))] + [TensorArg.contiguous("in1", "float32", (16, 1, 1))]
+    spec = pool.emit(node, [channels_last("out0", "float16", node.outputs[0].type.shape)], ins[:len(node.inputs)])
+    assert "ld_v4" in spec.source
+    cases.append(spec)
 lower_all(cases)
 """
 
 
 def test_tensor_core_kernels_lower_for_the_gpu():
-    assert "26 kernels, 0 failures" in run(SCRIPT)
+    assert "28 kernels, 0 failures" in run(SCRIPT)

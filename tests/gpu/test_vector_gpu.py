@@ -1,0 +1,70 @@
+"""Kernels that move float16 channels-last tensors 16 bytes at a time (on a GPU only: the simulator
+has no vector loads), against the reference: windowed pools pooling runs of 8 channels (max and
+average, pads, strides, ceil mode, a bias + Relu epilogue, input and output as channel slices of
+wider buffers); NaN-poisoned outputs."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "codegen"))
+from harness import run_generated  # noqa: E402
+from test_mma_gpu import channels_last  # noqa: E402
+from test_reduce import plain  # noqa: E402
+
+from nbtrt.codegen.kernel import TensorArg  # noqa: E402
+from nbtrt.errors import NbtrtError  # noqa: E402
+from nbtrt.groups import Step, group_attrs, group_op  # noqa: E402
+from nbtrt.ir import Graph, TensorType  # noqa: E402
+from nbtrt.reference import KERNELS  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+BIAS_RELU = (Step("Add", ("acc", "in1")), Step("Relu", ("s0",)))
+
+
+def fp16_pool(base, x_shape, attrs, bias_relu):
+    """An nbtrt.pool group over a float16 input (with a per-channel bias + Relu epilogue)."""
+    anchor = plain(base, [x_shape], attrs)
+    g = Graph()
+    ins = [g.add_input("x", TensorType("float16", x_shape))]
+    if bias_relu:
+        ins.append(g.add_input("bias", TensorType("float32", (x_shape[1], 1, 1))))
+    node = g.add_node(group_op(base), ins, name="pool_grp",
+                      attrs=group_attrs(base, anchor.attrs, 1, (x_shape[1],), (BIAS_RELU if bias_relu else (),),
+                                        (anchor.name, "epi")))
+    node.outputs[0].type = TensorType("float16", anchor.outputs[0].type.shape)
+    return node
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_pool_runs_of_8_channels(data):
+    base = data.draw(st.sampled_from(["MaxPool", "AveragePool"]))
+    k, s = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2))
+    attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": [data.draw(st.integers(0, k - 1))] * 4,
+             "ceil_mode": data.draw(st.sampled_from([0, 1]))}
+    if base == "AveragePool":
+        attrs["count_include_pad"] = data.draw(st.sampled_from([0, 1]))
+    c = 8 * data.draw(st.integers(1, 6))
+    x_shape = (data.draw(st.integers(1, 3)), c, data.draw(st.integers(k, 12)), data.draw(st.integers(k, 12)))
+    try:
+        node = fp16_pool(base, x_shape, attrs, data.draw(st.booleans()))
+    except NbtrtError:  # the window does not fit the padded input
+        assume(False)
+    wider, first = data.draw(st.sampled_from([(0, 0), (16, 8), (8, 0)]))
+    y = node.outputs[0].type.shape
+    ins = [channels_last("in0", "float16", x_shape, c + wider, first)]
+    ins += [TensorArg.contiguous(f"in{j}", v.type.dtype, v.type.shape) for j, v in enumerate(node.inputs) if j]
+    outs = [channels_last("out0", "float16", y, y[1] + wider, first)]
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    arrays = [rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in node.inputs]
+    size = outs[0].offset + 1 + sum((d - 1) * stride for d, stride in zip(y, outs[0].strides))
+    got, _, spec = run_generated(node, arrays, {"threads": 64, "rows": 1, "blocks": 3}, outs, {"out0": size}, ins)
+    assert "ld_v4" in spec.source and "st_v4" in spec.source
+    want = KERNELS[node.op](node, *[a.astype(np.float32) for a in arrays])[0]
+    assert not np.isnan(got[0]).any(), spec.source
+    np.testing.assert_allclose(got[0].astype(np.float32), want, rtol=2e-3, atol=2e-3)
