@@ -131,32 +131,46 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
 def run_storable(node: Node, g: ConvGeom, outputs: list[TensorArg]) -> bool:
     """Whether 8 consecutive output channels can leave as one 16-byte store: one float16
     channels-last output whose every run of 8 channels starts 16-byte aligned, Mg a multiple of 8."""
-    out = outputs[0]
-    return (len(outputs) == 1 and out.dtype == "float16" and len(out.shape) >= 3 and out.strides[1] == 1
-            and out.offset % 8 == 0 and all(s % 8 == 0 for s in out.strides[:1] + out.strides[2:]) and g.mg % 8 == 0)
+    return len(outputs) == 1 and _runs_of_8(outputs[0]) and g.mg % 8 == 0
 
 
 def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], chan: str,
                     coords: list[str], values: list[str]) -> list[str]:
     """Lines that put ``values`` (channels ``chan`` + 0..7 at ``coords``) through the epilogue and store
-    them as one 16-byte vector (see :func:`run_storable`): the operands of all eight are loaded first."""
+    them as one 16-byte vector (see :func:`run_storable`): the operands of all eight are loaded first,
+    a float16 channels-last operand (a residual) as one 16-byte load too."""
     out = outputs[0]
     loads: list[str] = []
+    runs: dict[int, str] = {}  # operand -> the prefix of its eight widened values
 
-    def fetch(k, full):
-        loads.append(f"f{len(loads)} = {load(inputs[k], index_of(inputs[k], out.shape, full), 'float32')}")
-        return f"f{len(loads) - 1}"
+    def fetch(k, full, e):
+        a = inputs[k]
+        if _runs_of_8(a) and a.shape[1] == out.shape[1]:
+            if k not in runs:
+                runs[k] = f"r{k}_"
+                loads.append(f"q0, q1, q2, q3 = ld_v4({a.param}, {index_of(a, out.shape, full)})")
+                loads.extend(f"r{k}_{2 * j}, r{k}_{2 * j + 1} = unpack_f16(q{j})" for j in range(4))
+            return f"{runs[k]}{e}"
+        name = f"f{sum(line.startswith('f') for line in loads)}"
+        loads.append(f"{name} = {load(a, index_of(a, out.shape, full), 'float32')}")
+        return name
 
     bodies, results = [], []
     for e, v in enumerate(values):
         full = [coords[0], f"{chan} + {e}" if e else chan] + list(coords[1:])
-        body, result = epilogue.emit(node.attrs["epilogues"][0], v, lambda k, full=full: fetch(k, full), "float32",
-                                     prefix=f"e{e}_")
+        body, result = epilogue.emit(node.attrs["epilogues"][0], v, lambda k, full=full, e=e: fetch(k, full, e),
+                                     "float32", prefix=f"e{e}_")
         bodies += body
         results.append(result)
     words = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
     at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
     return loads + bodies + [f"st_v4({out.param}, {at}, {', '.join(words)})"]
+
+
+def _runs_of_8(a: TensorArg) -> bool:
+    """A float16 tensor whose runs of 8 channels lie at 16-byte aligned addresses."""
+    return (a.dtype == "float16" and len(a.shape) >= 3 and a.strides[1] == 1 and a.offset % 8 == 0
+            and all(s % 8 == 0 for k, s in enumerate(a.strides) if k != 1 and a.shape[k] > 1))
 
 
 def _total(node: Node, outputs: list[TensorArg]) -> int:
