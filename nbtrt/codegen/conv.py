@@ -27,8 +27,9 @@ from ..errors import UnsupportedOpError
 from ..ir import Node
 from . import conv_direct, int8, mma_async, mma_tiled, tiled
 from .conv_direct import _mul, _sum
-from .conv_geom import ConvGeom, check_float32, geometry, run_storable, run_store_lines, store_lines
-from .kernel import SCRATCH, KernelSpec, Scratch, TensorArg, contiguous_strides, header, identifier, indent, load, same_strides, unravel
+from .conv_geom import ConvGeom, check_float32, geometry, run_storable
+from .conv_store import column_vars, columns, flat_views, store_function
+from .kernel import SCRATCH, KernelSpec, Scratch, TensorArg, contiguous_strides, header, identifier, load, same_strides, unravel
 
 TACTICS = ([dict(algorithm="implicit_gemm", **t) for t in tiled.TACTICS]
            + [dict(algorithm="gemm_1x1", **t) for t in tiled.TACTICS]
@@ -181,17 +182,17 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
         b = dataclasses.replace(b, k_major=True)
     store = "store_" + identifier(node.name)
     extra = [o.param for o in outputs] + [i.param for i in inputs[2:] if i is not None]
-    cols = _column_vars(g, n_total % t.bn != 0)
+    cols = column_vars(g, n_total % t.bn != 0)
     call = lambda v, m: f"{store}({', '.join(extra)}, z, {m}, {', '.join(cols)}, {v})"
-    lines = _store_function(store, node, g, outputs, inputs, extra, cols, t)
-    columns = lambda n: _columns(g, n, n_total % t.bn != 0)
+    lines = store_function(store, node, g, outputs, inputs, extra, cols, t)
+    column = lambda n: columns(g, n, n_total % t.bn != 0)
     if quantized:
         lines = int8.header(node, inputs) + int8.quantize_function() + lines
-        lines += tiled.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call, columns, slices,
+        lines += tiled.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call, column, slices,
                               acc=int8.ACC)
     else:
         lines += (mma_tiled if mma else tiled).kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue,
-                                                      call, columns, slices)
+                                                      call, column, slices)
     grid, block = tiled.launch(t, g.mg, n_total, g.groups)
     return lines, grid, block
 
@@ -237,91 +238,21 @@ def _async_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     b = mma_async.Rows(n_total, x.param, setup, chunk, per_slice)
     store = "store_" + identifier(node.name)
     extra = [o.param for o in outputs] + [i.param for i in inputs[2:] if i is not None]
-    views = _flat_views(g, outputs, inputs)  # column n's elements at n * stride: no decoding
+    views = flat_views(g, outputs, inputs)  # column n's elements at n * stride: no decoding
     if views:
         outputs, inputs = views
     check, flat = n_total % t.bn != 0, views is not None
-    cols = _column_vars(g, check, flat)
+    cols = column_vars(g, check, flat)
     call = lambda v, m: f"{store}({', '.join(extra)}, z, {m}, {', '.join(cols)}, {v})"
-    lines = _store_function(store, node, g, outputs, inputs, extra, cols, t, flat=flat)
+    lines = store_function(store, node, g, outputs, inputs, extra, cols, t, flat=flat)
     run = None
     if run_storable(node, g, outputs):  # eight channels per 16-byte store
-        lines += _store_function(store + "_run", node, g, outputs, inputs, extra, cols, t, run=True, flat=flat)
+        lines += store_function(store + "_run", node, g, outputs, inputs, extra, cols, t, run=True, flat=flat)
         run = lambda vs, m: f"{store}_run({', '.join(extra)}, z, {m}, {', '.join(cols)}, {', '.join(vs)})"
     lines += mma_async.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call,
-                              lambda n: _columns(g, n, check, flat), run)
+                              lambda n: columns(g, n, check, flat), run)
     grid, block = mma_async.launch(t, g.mg, n_total, g.groups)
     return lines, grid, block
-
-
-def _column_vars(g: ConvGeom, check: bool, flat: bool = False) -> list[str]:
-    """What a store needs of column n = (image, output position): its coordinates (and bounds); with
-    ``flat`` views (:func:`_flat_views`), n itself."""
-    if flat:
-        return (["col_ok"] if check else []) + ["col_n"]
-    return (["col_ok"] if check else []) + (["col_img"] if g.n > 1 else []) + [f"col_o{a}" for a in range(g.nsp)]
-
-
-def _columns(g: ConvGeom, n: str, check: bool, flat: bool = False) -> list[str]:
-    lines = [f"col_ok = {n} < {g.n * g.pixels}"] if check else []
-    if flat:
-        return lines + [f"col_n = {n}"]
-    lines += [f"col_img = {n} // {g.pixels}"] if g.n > 1 else []
-    lines.append(f"col_pix = {n} % {g.pixels}" if g.n > 1 else f"col_pix = {n}")
-    return lines + unravel("col_pix", g.out, "col_o")
-
-
-def _store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t, run: bool = False,
-                    flat: bool = False) -> list[str]:
-    """The device function ``store`` that puts result ``v`` of channel m, column ``cols`` through the
-    epilogue; with ``run``, values ``v0..v7`` of channels m..m+7 as one 16-byte store (Mg is then a
-    multiple of 8: a run is in range whole or not at all). ``flat``: the tensors are
-    :func:`_flat_views`, indexed by the column itself."""
-    checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + (["col_ok"] if "col_ok" in cols else [])
-    body = [f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m"]
-    coords = ["0", "0", "col_n"] if flat else ["col_img" if g.n > 1 else "0"] + [f"col_o{a}" for a in range(g.nsp)]
-    values = [f"v{e}" for e in range(8)] if run else ["v"]
-    if run:
-        body += run_store_lines(node, outputs, inputs, "ch", coords, values)
-    elif int8.is_int8(node):
-        body += [f"acc = {int8.dequantized(node, inputs, 'v', 'ch')}"] + store_lines(node, outputs, inputs, "ch",
-                                                                                     coords, "acc")
-    else:
-        body += store_lines(node, outputs, inputs, "ch", coords, "v")
-    params = ", ".join(extra + ["z", "m"] + cols + values)
-    lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({params}):"]
-    if checks:
-        return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
-    return lines + indent(body, 1) + [""]
-
-
-def _flat_views(g: ConvGeom, outputs, inputs):
-    """(outputs, inputs) seen as [1, C, 1, N·P] when every output and full-shaped epilogue operand
-    reaches the element of column n = (image, position) at ``n · step`` (e.g. NHWC, or a channel slice
-    of an NHWC concat buffer) and the other operands do not vary over columns (bias, scalars); else
-    None. The epilogue then needs no column decoding (integer divisions) at all."""
-    rank = len(outputs[0].shape)
-    full = (outputs[0].shape[0],) + tuple(outputs[0].shape[2:])
-
-    def flat(a: TensorArg) -> TensorArg | None:
-        outer = (a.strides[0],) + tuple(a.strides[2:])
-        if len(a.shape) != rank or (a.shape[0],) + tuple(a.shape[2:]) != full:
-            return None
-        inner = [s for d, s in zip(full, outer) if d != 1]
-        step = inner[-1] if inner else 0
-        if not same_strides(full, outer, tuple(step * s for s in contiguous_strides(full))):
-            return None
-        return TensorArg(a.param, a.dtype, (1, a.shape[1], 1, g.n * g.pixels), (0, a.strides[1], 0, step), a.offset)
-
-    def per_channel(a: TensorArg) -> bool:
-        lead = rank - len(a.shape)
-        return all(d == 1 for k, d in enumerate(a.shape) if lead + k != 1)
-
-    outs = [flat(o) for o in outputs]
-    ins = list(inputs[:2]) + [a if a is None or per_channel(a) else flat(a) for a in inputs[2:]]
-    if None in outs or any(v is None and a is not None for v, a in zip(ins[2:], inputs[2:])):
-        return None
-    return outs, ins
 
 
 def _pixels(g: ConvGeom, x: TensorArg, read) -> tiled.Operand:

@@ -21,7 +21,7 @@ from ..errors import UnsupportedOpError
 from ..ir import Node
 from ..ops.window import forward_shape, kernel_from_attr, transpose_shape, window_attrs
 from . import epilogue
-from .kernel import TensorArg, index_of, load, store
+from .kernel import TensorArg, index_of, load, runs_of_8, store
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
 def run_storable(node: Node, g: ConvGeom, outputs: list[TensorArg]) -> bool:
     """Whether 8 consecutive output channels can leave as one 16-byte store: one float16
     channels-last output whose every run of 8 channels starts 16-byte aligned, Mg a multiple of 8."""
-    return len(outputs) == 1 and _runs_of_8(outputs[0]) and g.mg % 8 == 0
+    return len(outputs) == 1 and runs_of_8(outputs[0]) and g.mg % 8 == 0
 
 
 def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], chan: str,
@@ -145,7 +145,7 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
 
     def fetch(k, full, e):
         a = inputs[k]
-        if _runs_of_8(a) and a.shape[1] == out.shape[1]:
+        if runs_of_8(a) and a.shape[1] == out.shape[1]:
             if k not in runs:
                 runs[k] = f"r{k}_"
                 loads.append(f"q0, q1, q2, q3 = ld_v4({a.param}, {index_of(a, out.shape, full)})")
@@ -165,12 +165,6 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
     words = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
     at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
     return loads + bodies + [f"st_v4({out.param}, {at}, {', '.join(words)})"]
-
-
-def _runs_of_8(a: TensorArg) -> bool:
-    """A float16 tensor whose runs of 8 channels lie at 16-byte aligned addresses."""
-    return (a.dtype == "float16" and len(a.shape) >= 3 and a.strides[1] == 1 and a.offset % 8 == 0
-            and all(s % 8 == 0 for k, s in enumerate(a.strides) if k != 1 and a.shape[k] > 1))
 
 
 def _total(node: Node, outputs: list[TensorArg]) -> int:

@@ -46,11 +46,12 @@ def at(arg: TensorArg, xs) -> str:
 
 
 def loop_kernel(kind: str, node: Node, tactic: dict, outputs, inputs, shape, body: list[str],
-                prelude: list[str] = ()) -> KernelSpec:
+                prelude: list[str] = (), order=None) -> KernelSpec:
     """A grid-stride kernel over ``shape``: ``body`` runs with ``i`` and ``c0..`` set per element.
     Parameters are ``outputs`` then ``inputs`` (TensorArgs the kernel touches); ``prelude`` holds
-    module-level constants. Elements are enumerated in the memory order of the first tensor shaped
-    like ``shape`` (the output, or a Split's input)."""
+    module-level constants. Elements are enumerated in ``order`` (dims outermost first, as
+    :func:`unravel` takes it), by default the memory order of the first tensor shaped like ``shape``
+    (the output, or a Split's input)."""
     tactic = dict(tactic or DEFAULT)
     n = int(np.prod(shape, dtype=np.int64))
     name = f"{kind}_{identifier(node.name)}"
@@ -62,7 +63,8 @@ def loop_kernel(kind: str, node: Node, tactic: dict, outputs, inputs, shape, bod
               "    i = cuda.grid(1)",
               "    step = cuda.gridsize(1)",
               f"    while i < {n}:"]
-    lines += indent(unravel("i", shape, order=like and element_order(like)) + body + ["i += step"], 2)
+    order = order if order is not None else like and element_order(like)
+    lines += indent(unravel("i", shape, order=order) + body + ["i += step"], 2)
     threads = tactic["threads"]
     blocks = max(1, min(-(-n // threads), MAX_BLOCKS))
     return KernelSpec(name, "\n".join(lines) + "\n", params, (blocks, 1, 1), (threads, 1, 1),

@@ -206,7 +206,7 @@ def _lanes(t: AsyncTile) -> list[str]:
     """ldmatrix row addresses: lane l gives row l % 8 of 8×8 matrix l // 8. A's matrices are (rows
     0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15); B's (n 0-7, k 0-7), (0-7, 8-15), (8-15, 0-7),
     (8-15, 8-15). Rows move in steps of 16 later, which keeps the swizzle of the lane's row."""
-    lines = ["lr = lane % 8", "lm = lane // 8", f"a_row = wm + lr + 8 * (lm % 2)", "b_row = wn + lr + 8 * (lm // 2)"]
+    lines = ["lr = lane % 8", "lm = lane // 8", "a_row = wm + lr + 8 * (lm % 2)", "b_row = wn + lr + 8 * (lm // 2)"]
     for kk in range(0, BK, 16):
         lines.append(f"a_at{kk} = smem0 + {swizzled('a_row', f'{kk // 8} + lm // 2')}")
         lines.append(f"b_at{kk} = smem0 + {t.bm * ROW_BYTES} + {swizzled('b_row', f'{kk // 8} + lm % 2')}")

@@ -30,8 +30,8 @@ from ..groups import is_group
 from ..ir import Node
 from ..ops.window import flag, forward_shape, window_attrs
 from . import epilogue
-from .kernel import (KernelSpec, TensorArg, element_order, header, identifier, indent, index_of, literal, store,
-                     unravel)
+from .kernel import (KernelSpec, TensorArg, element_order, header, identifier, indent, index_of, literal,
+                     runs_of_8, store, unravel)
 from .numba_env import simulated
 from .reduce import (ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, lowest,
                      resolve)
@@ -153,12 +153,8 @@ LANES = 8  # float16 channels per 16-byte run
 
 
 def _runs_of_8(x: TensorArg, out: TensorArg) -> bool:
-    """Whether each thread can pool 8 channels at once: float16 channels-last input and output whose
-    runs of 8 channels are 16-byte aligned (on a GPU: the simulator has no vector loads)."""
-    def aligned(a: TensorArg) -> bool:
-        return (a.dtype == "float16" and a.strides[1] == 1 and a.shape[1] % LANES == 0 and a.offset % LANES == 0
-                and all(s % LANES == 0 for k, s in enumerate(a.strides) if k != 1 and a.shape[k] > 1))
-    return not simulated() and aligned(x) and aligned(out)
+    """Whether each thread can pool 8 channels at once (on a GPU: the simulator has no vector loads)."""
+    return not simulated() and runs_of_8(x) and runs_of_8(out)
 
 
 def _accumulate_run(x: TensorArg, is_max: bool) -> list[str]:

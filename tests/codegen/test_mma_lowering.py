@@ -1,4 +1,4 @@
-"""The tensor-core kernels and the 16-byte vector pools (which the simulator cannot run: no inline PTX
+"""The tensor-core kernels and the 16-byte vector pools and pads (which the simulator cannot run: no inline PTX
 there) are generated, type and lower for a real GPU in CI: Numba's CUDA front end (typing and LLVM
 lowering with the inline-PTX intrinsics, no NVVM, GPU or CUDA toolkit needed) compiles each one in a
 process without the simulator. Their numerics are checked on the GPU (tests/gpu/test_mma_gpu.py,
@@ -51,9 +51,15 @@ for base, attrs in [("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[
     spec = pool.emit(node, [channels_last("out0", "float16", node.outputs[0].type.shape)], ins[:len(node.inputs)])
     assert "ld_v4" in spec.source
     cases.append(spec)
+from nbtrt.codegen import pad  # a constant pad writing 8 float16 channels per thread (the fp16 stem's input)
+from test_vector_gpu import pad_node
+node = pad_node((2, 3, 6, 5), "float32", [0, 0, 1, 0, 0, 5, 0, 1], None)
+cases.append(pad.emit(node, [channels_last("out0", "float16", node.outputs[0].type.shape)],
+                      [TensorArg.contiguous("in0", "float32", (2, 3, 6, 5)), None]))
+assert "st_v4" in cases[-1].source
 lower_all(cases)
 """
 
 
 def test_tensor_core_kernels_lower_for_the_gpu():
-    assert "28 kernels, 0 failures" in run(SCRIPT)
+    assert "29 kernels, 0 failures" in run(SCRIPT)

@@ -1,7 +1,8 @@
 """Kernels that move float16 channels-last tensors 16 bytes at a time (on a GPU only: the simulator
 has no vector loads), against the reference: windowed pools pooling runs of 8 channels (max and
 average, pads, strides, ceil mode, a bias + Relu epilogue, input and output as channel slices of
-wider buffers); NaN-poisoned outputs."""
+wider buffers); constant pads writing 8 channels per thread (channel and spatial pads, crops, a fill
+value, float32 or float16 input in either layout); NaN-poisoned outputs."""
 
 import os
 import sys
@@ -68,3 +69,38 @@ def test_pool_runs_of_8_channels(data):
     want = KERNELS[node.op](node, *[a.astype(np.float32) for a in arrays])[0]
     assert not np.isnan(got[0]).any(), spec.source
     np.testing.assert_allclose(got[0].astype(np.float32), want, rtol=2e-3, atol=2e-3)
+
+
+def pad_node(x_shape, x_dtype, pads, value):
+    g = Graph()
+    x = g.add_input("x", TensorType(x_dtype, x_shape))
+    ins = [x, g.add_constant("pads", np.array(pads, np.int64))]
+    if value is not None:
+        ins.append(g.add_constant("value", np.array(value, np.float32)))
+    node = g.add_node("Pad", ins, attrs={"mode": "constant"}, name="pad")
+    rank = len(x_shape)
+    node.outputs[0].type = TensorType("float16", tuple(d + pads[k] + pads[rank + k] for k, d in enumerate(x_shape)))
+    return node
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_pad_writes_runs_of_8_channels(data):
+    c = data.draw(st.integers(1, 20))
+    cb = data.draw(st.integers(0, 5))
+    ce = (-(c + cb)) % 8 + 8 * data.draw(st.integers(0, 1))  # the output has a multiple of 8 channels
+    spatial = [data.draw(st.integers(-1, 2)) for _ in range(4)]
+    x_shape = (data.draw(st.integers(1, 2)), c, data.draw(st.integers(2, 7)), data.draw(st.integers(2, 7)))
+    pads = [0, cb] + spatial[:2] + [0, ce] + spatial[2:]
+    x_dtype = data.draw(st.sampled_from(["float32", "float16"]))
+    node = pad_node(x_shape, x_dtype, pads, data.draw(st.sampled_from([None, 1.5])))
+    y = node.outputs[0].type.shape
+    x_arg = (channels_last("in0", x_dtype, x_shape) if data.draw(st.booleans())
+             else TensorArg.contiguous("in0", x_dtype, x_shape))
+    ins = [x_arg] + [None] * (len(node.inputs) - 1)
+    arrays = [np.random.default_rng(1).standard_normal(x_shape).astype(x_dtype)] + [v.const for v in node.inputs[1:]]
+    got, _, spec = run_generated(node, arrays, None, [channels_last("out0", "float16", y)], None, ins)
+    assert "st_v4" in spec.source
+    want = KERNELS["Pad"](node, *[a.astype(np.float32) if k == 0 else a for k, a in enumerate(arrays)])
+    want = want[0] if isinstance(want, tuple) else want
+    np.testing.assert_array_equal(got[0], want.astype(np.float16))
