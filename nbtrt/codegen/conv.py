@@ -29,7 +29,8 @@ from . import conv_direct, int8, mma_async, mma_tiled, tiled
 from .conv_direct import _mul, _sum
 from .conv_geom import ConvGeom, check_float32, geometry, run_storable
 from .conv_store import column_vars, columns, flat_views, store_function
-from .kernel import SCRATCH, KernelSpec, Scratch, TensorArg, contiguous_strides, header, identifier, load, same_strides, unravel
+from .kernel import (SCRATCH, KernelSpec, Scratch, TensorArg, contiguous_strides, header, identifier, load,
+                     same_strides, unravel)
 
 TACTICS = ([dict(algorithm="implicit_gemm", **t) for t in tiled.TACTICS]
            + [dict(algorithm="gemm_1x1", **t) for t in tiled.TACTICS]

@@ -178,7 +178,8 @@ def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int]
             f"wn = (warp % {t.wn}) * {t.bn // t.wn}",
             f"smem = cuda.shared.array({words}, float32, alignment=16)  # {t.stages} stages of A and B tiles; "
             "then the epilogue (16-byte copies and ldmatrix rows need the alignment)",
-            *(["arrived = cuda.shared.array(1, int32)  # parts of this tile done before this one"] if t.splits > 1 else []),
+            *(["arrived = cuda.shared.array(1, int32)  # parts of this tile done before this one"]
+              if t.splits > 1 else []),
             "smem0 = shared_addr(smem)", f"kc = tid % {CHUNKS}  # the 16-byte chunk (8 k) this thread copies"]
     body += prologue + ca.setup() + cb.setup() + _lanes(t)
     body += [f"c{i}_{j}_{e} = float32(0.0)" for i in range(t.fm) for j in range(t.fn) for e in range(4)]

@@ -1,7 +1,11 @@
 """Pad kernels (kernel kind ``pad``): constant, reflect, edge and wrap, with constant pads.
 
-One thread per output element (grid-stride loop). As in the reference, negative pads crop first: along
-an axis of input size ``d`` with pads ``(b, e)``, the kept input range is ``[lo, lo + L)`` with
+One thread per output element (grid-stride loop); on a GPU, a constant pad into a float16
+channels-last output (the fp16 stem's RGB input padded to 8 channels) writes 8 channels per thread
+(one 16-byte store).
+
+As in the reference, negative pads crop first: along an axis of input size ``d`` with pads
+``(b, e)``, the kept input range is ``[lo, lo + L)`` with
 ``lo = max(-b, 0)`` and ``L = d - lo - max(-e, 0)``; output coordinate ``c`` is position
 ``p = c - max(b, 0)`` of that range, mapped into ``[0, L)`` by the mode (numpy's, for any pad size)::
 
@@ -30,7 +34,8 @@ from .numba_env import simulated
 __all__ = ["emit", "TACTICS", "DEFAULT"]
 
 
-def _axis_lines(k: int, d: int, b: int, e: int, mode: str, c: str = "", x: str = "") -> tuple[list[str], list[str]]:
+def _axis_lines(k: int, d: int, b: int, e: int, mode: str, c: str = "",
+                x: str = "") -> tuple[list[str], list[str]]:
     """(lines setting ``x`` (default ``x<k>``), conditions for "inside the data" in constant mode) for
     one axis whose output coordinate is ``c`` (default ``c<k>``); no lines when the input coordinate
     is ``c`` itself."""
@@ -71,7 +76,7 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
         if mode != "constant" and d + min(b, 0) + min(e, 0) <= 0 and (b > 0 or e > 0):
             raise shape_error(node, f"{mode} padding of axis {k}, which is empty after cropping")
     fill = np.asarray(0 if value is None else np.asarray(value).reshape(-1)[0]).astype(out.dtype)
-    if runs_of_8(out) and not simulated():
+    if mode == "constant" and runs_of_8(out) and not simulated():
         return _channel_runs(node, tactic, x, out, widths, mode, fill)
     lines, conds, xs = [], [], coords(rank)
     for k, (d, (b, e)) in enumerate(zip(x.shape, widths)):
@@ -91,7 +96,7 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
 
 def _channel_runs(node, tactic, x: TensorArg, out: TensorArg, widths, mode: str, fill) -> KernelSpec:
     """A float16 channels-last output written 8 channels (16 bytes) per thread: the other axes are
-    mapped once, the channel axis per channel of the run; padding is ``fill``."""
+    mapped once, the channel axis per channel of the run; outside the data the value is ``fill``."""
     rank = len(x.shape)
     lines, conds, xs = ["c1 = c1 * 8  # the first of this thread's 8 channels"], [], coords(rank)
     for k, (d, (b, e)) in enumerate(zip(x.shape, widths)):

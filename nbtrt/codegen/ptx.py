@@ -107,6 +107,11 @@ def _element_pointer(context, builder, arrty, array, index, itype):
     return builder.bitcast(ptr, itype.as_pointer())
 
 
+def _address(context, builder, arrty, array, index):
+    """The 64-bit global address of element ``index`` of an array (an inline-PTX operand)."""
+    return builder.ptrtoint(_element_pointer(context, builder, arrty, array, index, ir.IntType(8)), _I64)
+
+
 @intrinsic
 def bits16(typingctx, array, index):
     sig = types.uint32(array, types.int64)
@@ -143,7 +148,7 @@ def cp_async16(typingctx, dst, array, index, ok):
     def codegen(context, builder, signature, args):
         dst, arr, index, ok = args
         index = builder.select(ok, index, ir.Constant(_I64, 0))  # a valid address even when nothing is read
-        src = builder.ptrtoint(_element_pointer(context, builder, signature.args[1], arr, index, ir.IntType(8)), _I64)
+        src = _address(context, builder, signature.args[1], arr, index)
         size = builder.select(ok, ir.Constant(_I32, 16), ir.Constant(_I32, 0))
         _asm(builder, ir.VoidType(), [dst, src, size], "cp.async.cg.shared.global [$0], [$1], 16, $2;", "r,l,r",
              memory=True)
@@ -156,7 +161,7 @@ def st_v4(typingctx, array, index, r0, r1, r2, r3):
     sig = types.void(array, types.int64, types.uint32, types.uint32, types.uint32, types.uint32)
 
     def codegen(context, builder, signature, args):
-        ptr = builder.ptrtoint(_element_pointer(context, builder, signature.args[0], args[0], args[1], ir.IntType(8)), _I64)
+        ptr = _address(context, builder, signature.args[0], args[0], args[1])
         _asm(builder, ir.VoidType(), [ptr] + list(args[2:]), "st.global.v4.b32 [$0], {$1,$2,$3,$4};", "l,r,r,r,r",
              memory=True)
         return context.get_dummy_value()
@@ -168,7 +173,7 @@ def ld_v4(typingctx, array, index):
     sig = types.UniTuple(types.uint32, 4)(array, types.int64)
 
     def codegen(context, builder, signature, args):
-        ptr = builder.ptrtoint(_element_pointer(context, builder, signature.args[0], args[0], args[1], ir.IntType(8)), _I64)
+        ptr = _address(context, builder, signature.args[0], args[0], args[1])
         out = _asm(builder, ir.LiteralStructType([_I32] * 4), [ptr], "ld.global.v4.b32 {$0,$1,$2,$3}, [$4];",
                    "=r,=r,=r,=r,l")
         return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
@@ -191,7 +196,7 @@ def ld_cg(typingctx, array, index):
     sig = types.float32(array, types.int64)
 
     def codegen(context, builder, signature, args):
-        ptr = builder.ptrtoint(_element_pointer(context, builder, signature.args[0], args[0], args[1], _F32), _I64)
+        ptr = _address(context, builder, signature.args[0], args[0], args[1])
         return _asm(builder, _F32, [ptr], "ld.global.cg.f32 $0, [$1];", "=f,l", memory=True)
     return sig, codegen
 

@@ -317,7 +317,8 @@ def _decode_kernel(f: EngineFile, i: int, r: dict, nodes: dict, values: dict) ->
         raise f.error(f"kernel {i} has a bad launch shape {grid} x {block}")
     scratch = r.get("scratch")
     if scratch is not None:
-        if not (isinstance(scratch, list) and len(scratch) == 2 and all(isinstance(n, int) and n >= 0 for n in scratch)):
+        if not (isinstance(scratch, list) and len(scratch) == 2
+                and all(isinstance(n, int) and n >= 0 for n in scratch)):
             raise f.error(f"kernel {i} has a bad scratch size {scratch!r}")
         scratch = Scratch(*scratch)
     trailing = [dtype for _, dtype in SCRATCH] if scratch else []
