@@ -116,7 +116,8 @@ def cmd_plan(args) -> int:
 def cmd_run(args) -> int:
     """run an engine file, or a model on the reference interpreter"""
     from .cli_engine import is_engine_file, run_engine
-    if is_engine_file(args.model) or args.precision or args.layer_precision:
+    building = (args.precision, args.layer_precision, args.calibration_data, args.calibrator, args.calibration_cache)
+    if is_engine_file(args.model) or any(building):
         return run_engine(args)
     from . import parse, reference
     t0 = time.perf_counter()
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="the whole report as JSON")
     p.add_argument("--graph", action="store_true", help="also print the optimized IR")
     p.add_argument("--dim", action="append", help="size of a symbolic dim, NAME=SIZE (repeatable)")
-    add_precision(p)
+    add_precision(p, calibration=False)
     p.set_defaults(func=cmd_plan)
     for name, func in (("run", cmd_run), ("compare", cmd_compare)):
         p = sub.add_parser(name, help=func.__doc__)

@@ -2,10 +2,15 @@
 
     nbtrt build MODEL -o FILE [--dim N=8] [--input-shape x=1x3x224x224] [--arch sm_90] [--tuning fast]
                [--precision fp16] [--layer-precision NODE=fp32] [--layout nhwc]
+               [--calibration-data calib.npz] [--calibration-batch 32] [--calibrator entropy]
+               [--calibration-cache model.calib]
         Build an engine for fixed shapes and write the engine file. ``--arch`` cross-compiles for that
         GPU arch (no GPU needed; needs ``pip install 'nbtrt[cuda]'`` and NUMBA_ENABLE_CUDASIM unset).
-        ``--precision`` fp32 (default), tf32 or fp16; ``--layer-precision`` overrides it per ONNX node;
-        ``--layout`` auto (default: channels-last for fp16), nchw or nhwc lays out the activations.
+        ``--precision`` fp32 (default), tf32, fp16 or int8; ``--layer-precision`` overrides it per ONNX
+        node; ``--layout`` auto (default: channels-last for fp16 and int8), nchw or nhwc lays out the
+        activations. int8 scales come from the model's Q/DQ nodes, a calibration cache, or calibrating
+        on ``--calibration-data``: an .npz of arrays by input name, samples along axis 0, fed in
+        batches of ``--calibration-batch``.
     nbtrt run ENGINE [--inputs in.npz] [--outputs out.npz]
         Load an engine file and run it (on the GPU, or in the simulator with NUMBA_ENABLE_CUDASIM=1).
         ``nbtrt run MODEL --precision P`` builds an engine of that precision and runs it.
@@ -60,17 +65,27 @@ def _where() -> str:
     return "the CUDA simulator" if simulated() else "the GPU"
 
 
-def add_precision(p) -> None:
-    """The --precision, --layer-precision and --layout options of a command that builds engines."""
-    from .config import LAYOUTS, PRECISIONS
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="fp32 (default, strict), tf32 (conv/gemm on TF32 tensor cores) or fp16 (float16 "
-                        "activations and weights, float32 accumulation)")
+def add_precision(p, calibration: bool = True) -> None:
+    """The --precision, --layer-precision and --layout options of a command that builds engines (and,
+    with ``calibration``, the int8 calibration options)."""
+    from .config import BUILD_PRECISIONS, LAYOUTS
+    p.add_argument("--precision", choices=BUILD_PRECISIONS,
+                   help="fp32 (default, strict), tf32 (conv/gemm on TF32 tensor cores), fp16 (float16 "
+                        "activations and weights, float32 accumulation) or int8 (conv/gemm in int8; scales "
+                        "from Q/DQ nodes, --calibration-cache or --calibration-data)")
     p.add_argument("--layer-precision", action="append", metavar="NODE=PRECISION",
                    help="the precision of one ONNX node, e.g. /fc/Gemm=fp32 (repeatable)")
     p.add_argument("--layout", choices=LAYOUTS,
                    help="activation layout between kernels: auto (default: nhwc for fp16 and int8, else "
                         "nchw), nchw or nhwc (channels-last)")
+    if not calibration:
+        return
+    p.add_argument("--calibration-data", metavar="NPZ",
+                   help="int8: .npz of calibration arrays by input name, samples along axis 0")
+    p.add_argument("--calibration-batch", type=int, default=32, help="samples per calibration batch (32)")
+    p.add_argument("--calibrator", choices=["entropy", "minmax", "percentile"], help="int8 (default entropy)")
+    p.add_argument("--calibration-cache", metavar="FILE",
+                   help="int8: read the scales from FILE when it exists, else write them there")
 
 
 def precision_options(args) -> dict:
@@ -90,6 +105,38 @@ def precision_options(args) -> dict:
     return options
 
 
+def build_options(args) -> dict:
+    """:func:`precision_options` and the calibration options' ``compile`` keywords (int8 only)."""
+    options = precision_options(args)
+    given = {k: getattr(args, k, None) for k in ("calibration_data", "calibrator", "calibration_cache")}
+    if not any(given.values()):
+        return options
+    if getattr(args, "precision", None) != "int8":
+        raise NbtrtError("--calibration-data, --calibrator and --calibration-cache need --precision int8")
+    options.update({k: v for k, v in given.items() if v})
+    if given["calibration_data"]:
+        options["calibration_data"] = calibration_batches(given["calibration_data"], args.calibration_batch)
+    return options
+
+
+def calibration_batches(path: str, batch: int) -> list[dict]:
+    """The calibration batches of an .npz file: its arrays by input name, split along axis 0 into
+    batches of ``batch`` samples (the last may be smaller)."""
+    if batch < 1:
+        raise NbtrtError(f"--calibration-batch must be at least 1, got {batch}")
+    try:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as e:
+        raise NbtrtError(f"cannot read the calibration data {path!r}: {e}") from None
+    counts = {name: len(a) if a.ndim else None for name, a in arrays.items()}
+    if not arrays or len(set(counts.values())) != 1 or None in counts.values():
+        raise NbtrtError(f"calibration data {path!r} must hold arrays with one sample count along axis 0; "
+                         f"it holds {', '.join(f'{k} {list(a.shape)}' for k, a in arrays.items()) or 'nothing'}")
+    total = next(iter(counts.values()))
+    return [{name: a[i:i + batch] for name, a in arrays.items()} for i in range(0, total, batch)]
+
+
 def _engine_for(spec: str, dims: dict, shapes: dict, **build):
     """(engine, seconds, what happened) for an engine file or a model to build."""
     from . import compile as build_engine, load
@@ -98,9 +145,9 @@ def _engine_for(spec: str, dims: dict, shapes: dict, **build):
     if is_engine_file(spec):
         if dims or shapes:
             raise NbtrtError("an engine is built for fixed shapes: --dim and --input-shape apply to models")
-        if build.get("precision") or build.get("layer_precision") or build.get("layout"):
+        if build:
             raise NbtrtError("an engine's precision is fixed when it is built, and its layout: --precision, "
-                             "--layer-precision and --layout apply to models")
+                             "--layer-precision, --layout and the calibration options apply to models")
         return load(spec), time.perf_counter() - t0, "loaded"
     engine = build_engine(resolve_model(spec), dims=dims, input_shapes=shapes, **build)
     return engine, time.perf_counter() - t0, "built"
@@ -113,7 +160,7 @@ def cmd_build(args) -> int:
         raise NbtrtError(f"{args.model} is already an engine file; build takes a model")
     engine, seconds, _ = _engine_for(args.model, _parse_dims(args.dim), parse_input_shapes(args.input_shape),
                                      arch=args.arch, tuning=args.tuning, timing_cache=args.timing_cache,
-                                     **precision_options(args))
+                                     **build_options(args))
     engine.save(args.output)
     code = f"cubins for {engine.arch}" if engine.arch else "kernel sources only (simulator build)"
     print(f"{args.model} -> {args.output} ({_mb(os.path.getsize(args.output))}): {len(engine.kernels)} kernels, "
@@ -129,7 +176,7 @@ def run_engine(args) -> int:
     from .cli import _load_inputs, _parse_dims, make_inputs, report_outputs
     if args.dim and is_engine_file(args.model):
         raise NbtrtError("an engine is built for fixed shapes: --dim applies to models")
-    engine, load_s, how = _engine_for(args.model, _parse_dims(args.dim), {}, **precision_options(args))
+    engine, load_s, how = _engine_for(args.model, _parse_dims(args.dim), {}, **build_options(args))
     feeds = make_inputs(engine.graph, _load_inputs(args.inputs), {})
     t0 = time.perf_counter()
     outputs = engine.run(feeds)
@@ -174,7 +221,7 @@ def cmd_bench(args) -> int:
         raise NbtrtError("--runs must be at least 1 and --warmup at least 0")
     _require_gpu()
     engine, seconds, how = _engine_for(args.model, _parse_dims(args.dim), parse_input_shapes(args.input_shape),
-                                       **precision_options(args))
+                                       **build_options(args))
     ctx = engine.create_context()
     feeds = make_inputs(engine.graph, {}, {})
     buffers = {k: driver.upload(x) for k, x in feeds.items()}

@@ -114,3 +114,38 @@ def test_gpu_build_bench_profile_run(tmp_path, capsys):
     assert main(["run", path, "--outputs", str(tmp_path / "out.npz")]) == 0
     assert "ran on the GPU" in capsys.readouterr().out
     assert np.load(tmp_path / "out.npz")["logits"].shape == (8, 10)
+
+
+def test_build_int8_calibrating_on_an_npz_then_from_the_cache(tmp_path, capsys):
+    """``nbtrt build --precision int8 --calibration-data calib.npz``: batches of the npz's samples, the
+    scales written to the calibration cache, which a second build reads without data."""
+    data = np.load(os.path.join(SHARED, "models", "digits.npz"))
+    calib, cache = str(tmp_path / "calib.npz"), str(tmp_path / "digits.calib")
+    np.savez(calib, image=data["images"][data["calib_idx"][:20]])
+    first, second = str(tmp_path / "a.nbtrt"), str(tmp_path / "b.nbtrt")
+    assert main(["build", DIGITS, "-o", first, "--dim", "N=2", "--precision", "int8", "--calibration-data", calib,
+                 "--calibration-batch", "8", "--calibrator", "minmax", "--calibration-cache", cache]) == 0
+    assert os.path.exists(cache) and "image" in open(cache).read()
+    assert main(["build", DIGITS, "-o", second, "--dim", "N=2", "--precision", "int8", "--calibrator", "minmax",
+                 "--calibration-cache", cache]) == 0
+    assert main(["inspect", second]) == 0
+    assert " int8 " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--calibration-data", "{calib}"], "need --precision int8"),
+    (["--precision", "int8", "--calibration-data", "{missing}"], "cannot read the calibration data"),
+    (["--precision", "int8", "--calibration-data", "{uneven}"], "one sample count along axis 0"),
+    (["--precision", "int8", "--calibration-data", "{wrong}"], "unknown input(s) 'pixels'"),
+    (["--precision", "int8", "--calibration-data", "{calib}", "--calibration-batch", "0"], "at least 1"),
+])
+def test_bad_calibration_options(tmp_path, capsys, argv, message):
+    x = np.random.default_rng(0).random((4, 1, 8, 8), np.float32)
+    files = {"calib": tmp_path / "c.npz", "missing": tmp_path / "none.npz", "uneven": tmp_path / "u.npz",
+             "wrong": tmp_path / "w.npz"}
+    np.savez(files["calib"], image=x)
+    np.savez(files["uneven"], image=x, other=x[:3])
+    np.savez(files["wrong"], pixels=x)
+    argv = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv]
+    assert main(["build", DIGITS, "-o", str(tmp_path / "e.nbtrt")] + argv) != 0
+    assert message in capsys.readouterr().err
