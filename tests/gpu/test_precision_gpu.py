@@ -1,7 +1,8 @@
 """fp16 and tf32 engines on the GPU (NUMBA_ENABLE_CUDASIM=0 python -m pytest -m gpu
 tests/gpu/test_precision_gpu.py): the 9 light models, digits_cnn and torchvision networks against the
 fp32 reference — fp16 within a relative error of 5e-3, tf32 within 2e-3, digits_cnn's fp16 top-1 equal
-to fp32's on its 597 test images.
+to fp32's on its 597 test images. The random-weight torchvision networks miss those bounds (an xfail
+that documents it; see OVER_BOUND) and must stay within 1.5x of what rounding their weights alone does.
 
 Six light models (AlexNet, GoogLeNet, ResNet-50, SqueezeNet, VGG-19, ZFNet) have constant weights
 (ConstantOfShape) under which activations grow up to 1e31 — far beyond float16's 65504, in the fp32
@@ -154,25 +155,47 @@ def exported(tmp_path_factory):
     return get
 
 
-# The issue's bounds (fp16 5e-3, tf32 2e-3 against the fp32 reference) hold for trained weights. The
-# torchvision networks here have random weights (no trained ones reach this machine), and a random
+# The issue's bounds (fp16 5e-3, tf32 2e-3 against the fp32 reference) are meant for trained weights.
+# The torchvision networks here have random weights (no trained ones reach this machine), and a random
 # network with settled batch norms amplifies small perturbations through its depth. Measured on the H100
 # (2026-11-24, torch seed 0): rounding only the *weights* of the fp32 reference to a 10-bit mantissa moves
-# its logits by 2.3e-2 (ResNet-50) and 1.3e-2 (GoogLeNet); PyTorch's own fp16 (cuDNN, channels_last)
-# is off by 3.1e-2 and 2.4e-2, its tf32 by 2.3e-2 and 1.4e-2. So for these networks the test asks for
-# the issue's bound or, where the model's own sensitivity exceeds it, at most SLACK times that
-# sensitivity: no worse than what rounding the weights alone does.
+# its logits by 2.3e-2 (ResNet-50), 1.3e-2 (GoogLeNet) and 9.2e-3 (MobileNetV2); PyTorch's own fp16
+# (cuDNN, channels_last) is off by 3.1e-2 and 2.4e-2, its tf32 by 2.3e-2 and 1.4e-2. nbtrt: fp16 2.2e-2,
+# 1.1e-2, 1.2e-2; tf32 2.3e-2, 1.2e-2, 4.7e-3. The issue's bounds stay the assertion of
+# test_torchvision_network, an open gap on these weights (xfail); test_torchvision_network_vs_rounding
+# asks for no more than SLACK times what rounding the weights alone does.
 SLACK = 1.5
+OVER_BOUND = pytest.mark.xfail(reason="random-weight networks: rounding the weights alone exceeds the bound "
+                                      "(see above)", strict=False)
 
 
+@pytest.fixture(scope="module")
+def engine_error(exported):
+    """(relative error of the engine of ``name`` at ``precision``, the model's weight-rounding sensitivity)."""
+    cache = {}
+
+    def get(name, precision):
+        if (name, precision) not in cache:
+            path, inputs, want, sensitivity = exported(name)
+            got = nbtrt.compile(path, precision=precision).run(inputs)
+            err = max(rel_error(got[k], want[k]) for k in want)
+            print(f"{name} {precision}: relative error {err:.3g}, weight-rounding sensitivity {sensitivity:.3g}")
+            cache[name, precision] = err, sensitivity
+        return cache[name, precision]
+
+    return get
+
+
+@OVER_BOUND
 @pytest.mark.parametrize("precision,tolerance", [("fp16", 5e-3), ("tf32", 2e-3)])
 @pytest.mark.parametrize("name", TORCHVISION)
-def test_torchvision_network(name, precision, tolerance, exported):
-    path, inputs, want, sensitivity = exported(name)
-    engine = nbtrt.compile(path, precision=precision)
-    got = engine.run(inputs)
-    bound = max(tolerance, SLACK * sensitivity)
-    for k in want:
-        err = rel_error(got[k], want[k])
-        print(f"{name} {precision}: relative error {err:.3g}, weight-rounding sensitivity {sensitivity:.3g}")
-        assert err <= bound, (k, err, sensitivity)
+def test_torchvision_network(name, precision, tolerance, engine_error):
+    err, _ = engine_error(name, precision)
+    assert err <= tolerance
+
+
+@pytest.mark.parametrize("precision", ["fp16", "tf32"])
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_network_vs_rounding(name, precision, engine_error):
+    err, sensitivity = engine_error(name, precision)
+    assert err <= SLACK * sensitivity, (err, sensitivity)
