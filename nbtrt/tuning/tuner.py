@@ -18,12 +18,18 @@ REPEATS = 10
 
 
 def candidates(family, node, level: str, current: dict, outs=None, ins=None) -> list[dict]:
-    """The tactics to try for ``node`` (with these tensor layouts): the current one first."""
+    """The tactics to try for ``node`` (with these tensor layouts): the current one first; at level
+    "fast" only the FAST_CANDIDATES - 1 valid tactics most like it besides (:func:`unlike`)."""
     valid = [t for t in family.TACTICS if t != current and family.valid(node, t, outs, ins)]
     if level == "fast":
-        same = [t for t in valid if t.get("algorithm") == current.get("algorithm")]
-        valid = (same + [t for t in valid if t not in same])[:FAST_CANDIDATES - 1]
+        valid = sorted(valid, key=lambda t: unlike(current, t))[:FAST_CANDIDATES - 1]  # stable: ties in order
     return [current] + valid
+
+
+def unlike(a: dict, b: dict) -> tuple:
+    """How far tactic ``b`` is from ``a``: another algorithm, then splitting K or not (a batch-1 layer
+    the heuristic splits wants split neighbours); ties keep the template's order."""
+    return a.get("algorithm") != b.get("algorithm"), ("splits" in a) != ("splits" in b)
 
 
 class _Device:
