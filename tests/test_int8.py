@@ -195,3 +195,29 @@ def test_int8_semantics_top1_on_597_images(digits, calibrator):
     assert sum(n.attrs.get("math") == "int8" for n in graph.nodes) == 8
     top1 = float(np.mean(reference.run(graph, {"image": images})["logits"].argmax(1) == labels))
     assert abs(top1 - 0.9899) <= 0.001 + 1e-9
+
+
+def test_int8_storage_between_int8_convs():
+    """conv1's output, read only by the int8 conv2 as its quantized input, is stored as int8 —
+    quantized once by conv1's epilogue with conv2's input scale; conv2's output, read by the fp16
+    pool, stays float16; the engine agrees with its graph's own semantics."""
+    model, _ = small_model()
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    engine = nbtrt.compile(model, precision="int8", dims={"N": 2}, calibration_data=[x], calibrator="minmax")
+    conv1, conv2 = kernel(engine.graph, "conv1"), kernel(engine.graph, "conv2")
+    assert conv1.outputs[0].type.dtype == "int8" and conv1.attrs["out_scale"] == conv2.attrs["int8_scale"]
+    assert conv2.outputs[0].type.dtype == "float16" and "out_scale" not in conv2.attrs
+    assert "int8 output (scale" in engine.report.summary()
+    got = engine.run({"x": x})["y"]
+    want = reference.run(engine.graph, {"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+def test_no_int8_storage_for_a_graph_output():
+    model, _ = small_model()
+    model.graph.output.append(helper.make_tensor_value_info("r1", TensorProto.FLOAT, ["N", 4, 6, 6]))
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    graph = nbtrt.parse(model)
+    graph.quant_scales = dict(quant.calibrate(graph, [x], "minmax", progress=False))
+    graph, _ = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 2}))
+    assert kernel(graph, "conv1").outputs[0].type.dtype == "float32" and "out_scale" not in kernel(graph, "conv1").attrs

@@ -150,6 +150,8 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
         params += [p for p, _ in SCRATCH]
         dtypes += [d for _, d in SCRATCH]
     lines = header("conv", node, tactic, outputs, used)
+    if any(o.dtype == "int8" for o in outputs) and not int8.is_int8(node):  # int8 storage (out_scale)
+        lines += int8.quantize_function()
     lines.append(f"# group {g.groups}, kernel {list(g.kernel)}, strides {list(g.strides)}, pads {list(g.pads)}, "
                  f"dilations {list(g.dilations)}; GEMM per group: M={g.mg} N={g.n * g.pixels} K={g.cg * g.taps}")
     if tactic["algorithm"] == "direct":

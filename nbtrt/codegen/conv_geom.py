@@ -21,7 +21,7 @@ from ..errors import UnsupportedOpError
 from ..ir import Node
 from ..ops.window import forward_shape, kernel_from_attr, transpose_shape, window_attrs
 from . import epilogue
-from .kernel import TensorArg, index_of, load, runs_of_8, store
+from .kernel import TensorArg, index_of, literal, load, runs_of_8, store
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,13 @@ def split_offsets(node: Node, total: int, n_outputs: int) -> list[int]:
 
 def check_float32(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None]) -> None:
     """The conv kernels compute in float32: X, W and the outputs must be float32 or float16 (storage,
-    widened on load and rounded on store), in any mix; W may be int8 under int8 math (codegen/int8.py)."""
-    bad = [a.param for a in outputs + [a for a in inputs[:2] if a is not None] if a.dtype not in ("float32", "float16")
-           and not (a is inputs[1] and a.dtype == "int8" and node.attrs.get("math") == "int8")]
+    widened on load and rounded on store), in any mix; under int8 math (codegen/int8.py) W is int8 and
+    X may be (already quantized), and an output with a scale (``out_scale``) is stored as int8."""
+    floats, int8_math = ("float32", "float16"), node.attrs.get("math") == "int8"
+    bad = [o.param for o in outputs if o.dtype not in floats
+           and not (o.dtype == "int8" and "out_scale" in node.attrs)]
+    bad += [a.param for a in inputs[:2] if a is not None and a.dtype not in floats
+            and not (a.dtype == "int8" and int8_math)]
     if bad:
         raise UnsupportedOpError([(node.name, f"{node.op}: only float32/float16 kernels so far ({', '.join(bad)})")])
 
@@ -119,13 +123,21 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
         fetch = lambda k, out=out, full=full: load(inputs[k], index_of(inputs[k], out.shape, full), "float32")
         body, result = epilogue.emit(node.attrs["epilogues"][i], value, fetch, "float32", prefix=f"e{i}_")
         body = ([f"{local} = {chan} - {offsets[i]}"] if offsets[i] else []) + body
-        body.append(store(out, index_of(out, out.shape, full), result, "float32"))
+        body.append(store_element(node, out, index_of(out, out.shape, full), result))
         if len(outputs) == 1:
             return body
         test = "else:" if i == len(outputs) - 1 else f"{'if' if i == 0 else 'elif'} {chan} < {offsets[i + 1]}:"
         lines.append(test)
         lines += ["    " + b for b in body]
     return lines
+
+
+def store_element(node: Node, out: TensorArg, index: str, value: str) -> str:
+    """The statement storing float32 ``value`` at ``out[index]``: rounded to a float16 output, or
+    quantized with the node's ``out_scale`` into an int8 one (``int8.quantize_function``)."""
+    if out.dtype == "int8":
+        return f"{out.param}[{index}] = int8(quantize_s8({value}, {literal(node.attrs['out_scale'])}))"
+    return store(out, index, value, "float32")
 
 
 def run_storable(node: Node, g: ConvGeom, outputs: list[TensorArg]) -> bool:

@@ -121,7 +121,7 @@ def pick(p: Problem, math: str | None = None) -> dict:
 def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], tactic=None) -> KernelSpec:
     quantized = int8.is_int8(node)
     bad = [x.param for x in outputs + inputs[:2] if x is not None and x.dtype not in ("float32", "float16")
-           and not (quantized and x is inputs[1] and x.dtype == "int8")]
+           and not (quantized and x.dtype == "int8" and x in inputs[:2])]  # int8 weights, int8-stored X
     if bad or len(outputs) != 1:
         raise UnsupportedOpError([(node.name, f"gemm: float32/float16 with one output only ({', '.join(bad)})")])
     p = Problem(node, outputs, inputs)

@@ -10,8 +10,9 @@ channels (the input named by attribute ``int8_multiplier``). The kernel computes
     acc    = Σ_k Wq · q(X)                           int32 tiles and accumulators: exact
     y      = epilogue(float32(acc) · mult[channel])  then bias, activation, residual, store
 
-Direct and tensor-core convs have no int8 form yet (a later step adds int8 storage, dp4a and
-``mma.sync .s8``); int8 convs always run as a GEMM.
+X may also arrive as int8 (int8 storage, ``passes/int8.py``: its producer quantized it with the
+same scale), and is then taken as it is. Direct and tensor-core convs have no int8 form yet (dp4a and
+``mma.sync .s8`` come later); int8 convs always run as a GEMM.
 """
 
 from __future__ import annotations

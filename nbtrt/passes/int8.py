@@ -1,8 +1,8 @@
 """INT8 for ``precision="int8"``: which conv/gemm kernels compute in int8, and their weights. A helper
 of ``passes/precision.py`` (not a pipeline pass of its own).
 
-"int8 math, fp16 storage": activations stay float16 between kernels exactly as in an fp16 build;
-a conv or gemm group computes in int8 (``codegen/int8.py``) when
+Activations stay float16 between kernels as in an fp16 build (except int8 storage, below); a conv or
+gemm group computes in int8 (``codegen/int8.py``) when
 
 - its activation (input 0; for a gemm, input 0 when input 1 is a constant 2-D weight matrix) has a
   scale in ``graph.quant_scales`` (tensor name -> scale: a calibration table, or Q/DQ scales), and
@@ -19,6 +19,12 @@ tensor or per output channel, with its own scales (so Wq are the model's integer
 and a float32 constant ``mult[m] = s_in · s_w[m]`` — a 1-D vector over the kernel's output channels
 (conv: all M channels of all groups and merged outputs; gemm: the N columns) — is appended as the
 node's last input (attribute ``int8_multiplier`` holds its index, ``int8_scale`` holds s_in).
+
+int8 storage (:func:`storage`): a conv kernel's output whose every reader is an int8 kernel that
+quantizes it as its input (input 0, so all with the same scale s) is stored as int8 instead of
+float16: the producer's epilogue ends with ``q = clip(rint(y / s), -127, 127)`` (attribute
+``out_scale`` = s) and the readers take q as it is. The same integers as quantizing on load, minus
+the float16 rounding in between, in half the bytes.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ import math
 import numpy as np
 
 from ..groups import kernel_kind
-from ..ir import Graph, Node
+from ..ir import Graph, Node, TensorType
 from ..quant.fake import channel_scales, quantize
+from .rules import is_output
 from .weights import drop_constants
 
 KINDS = ("conv", "gemm")
@@ -123,3 +130,23 @@ def _model_scales(graph: Graph, w, axis: int):
     if not (vec > 0).all():
         return None
     return vec.reshape([n if a == axis else 1 for a in range(w.const.ndim)])
+
+
+def storage(graph: Graph, labels: dict) -> list[Node]:
+    """Store as int8 the float16 conv outputs that only int8 kernels read, as their quantized input;
+    return the producers (their ``out_scale`` set)."""
+    producers = []
+    for node in graph.nodes:
+        label = labels.get(id(node), (None,))[0]
+        if kernel_kind(node) != "conv" or len(node.outputs) != 1 or label not in ("fp16", "int8"):
+            continue
+        v = node.outputs[0]
+        uses = v.uses()
+        if v.type.dtype != "float16" or is_output(graph, v) or not uses:
+            continue
+        if all(i == 0 and labels.get(id(r), (None,))[0] == "int8" and "int8_scale" in r.attrs
+               and sum(x is v for x in r.inputs) == 1 for r, i in uses):
+            v.type = TensorType("int8", v.type.shape)
+            node.attrs["out_scale"] = float(uses[0][0].attrs["int8_scale"])
+            producers.append(node)
+    return producers

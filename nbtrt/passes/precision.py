@@ -15,7 +15,8 @@ fused into it (the most precise wins: fp32 > tf32 > fp16). It gets it when its f
   fp32  strict float32.
   int8  conv and gemm groups with a calibrated input scale compute in int8 (quantized activation,
         int8 weights per output channel, int32 accumulation; ``passes/int8.py``); every other kernel,
-        and every tensor, is as in fp16.
+        and every tensor, is as in fp16, except conv outputs that only int8 kernels read (as their
+        quantized input): those are stored as int8 (``int8.storage``).
 
 The node attribute ``math`` holds the result on every kernel of a family that takes float16
 (``codegen.FLOAT16``) when anything is not fp32; the tensor-core tactics read it, and the reference
@@ -71,6 +72,9 @@ def run(graph: Graph, config, report) -> None:
     if any(p in HALF for p, _ in labels.values()):
         _weights(graph, kernels, labels)
         changed = _buffers(graph, labels)
+        for node in int8.storage(graph, labels):
+            p, why = labels[id(node)]
+            labels[id(node)] = (p, f"{why + '; ' if why else ''}int8 output (scale {node.attrs['out_scale']:.4g})")
         kernels += _casts(graph, kernels, labels, changed)
     active = any(p in ("fp16", "tf32", "int8") for p, _ in labels.values())
     for node in kernels:

@@ -1,6 +1,7 @@
 """numpy semantics of the fused groups (see groups.py): the anchor op, then each output's slice of
 the anchor's channels through that output's epilogue program. An int8 conv/gemm (``math`` "int8",
-codegen/int8.py) runs its anchor on the quantized operands and scales the exact sum per channel."""
+codegen/int8.py) runs its anchor on the quantized operands (an int8-stored input as it is) and scales
+the exact sum per channel; a group with ``out_scale`` stores its output quantized (int8 storage)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def _int8_operands(node: Node, inputs) -> list:
     """The operands of an int8 conv/gemm (codegen/int8.py) as float64 integers, so the anchor's
     float64 sum is the kernel's exact int32 sum: X quantized with the node's scale, W already int8."""
     from ..quant.fake import quantize
-    x = quantize(inputs[0], node.attrs["int8_scale"]).astype(np.float64)
+    x = inputs[0] if inputs[0].dtype == np.int8 else quantize(inputs[0], node.attrs["int8_scale"])  # int8: stored
+    x = x.astype(np.float64)
     return [x, np.asarray(inputs[1]).astype(np.float64)] + list(inputs[2:])
 
 
@@ -58,6 +60,9 @@ def make_kernels(kernels: dict) -> dict:
                 part = acc[:, offset:offset + a["splits"][i]]
                 offset += a["splits"][i]
             outs.append(evaluate(program, part, inputs, kernels))
+        if "out_scale" in a:  # int8 storage (passes/int8.py): quantized by the epilogue
+            from ..quant.fake import quantize
+            outs = [quantize(np.asarray(o, np.float32), a["out_scale"]).astype(np.int8) for o in outs]
         return tuple(outs)
 
     return {GROUP_PREFIX + kind: run_group for kind in set(KIND_OF_BASE.values())}

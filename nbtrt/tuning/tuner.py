@@ -83,9 +83,12 @@ def tolerance(node, v) -> float:
 def _matches(node, want: list, cut: bool, device: _Device) -> bool:
     for v, w in zip(node.outputs, want):
         got = device.read(v)[:1] if cut else device.read(v)
-        scale = max(float(np.abs(w).max()), 1e-30)
-        err = float(np.abs(got.astype(np.float64) - w).max()) / scale
-        if not np.isfinite(got).all() or err > tolerance(node, v):
+        diff = float(np.abs(got.astype(np.float64) - w).max())
+        if v.type.dtype == "int8":  # int8 storage: a value on a rounding boundary may land one step off
+            if diff > 1:
+                return False
+            continue
+        if not np.isfinite(got).all() or diff / max(float(np.abs(w).max()), 1e-30) > tolerance(node, v):
             return False
     return True
 

@@ -51,6 +51,13 @@ for base, attrs in [("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[
     spec = pool.emit(node, [channels_last("out0", "float16", node.outputs[0].type.shape)], ins[:len(node.inputs)])
     assert "ld_v4" in spec.source
     cases.append(spec)
+# an fp16 pipelined conv storing its output as int8 for int8 readers (int8 storage: out_scale)
+node = conv_node((1, 32, 6, 6), (16, 32, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)), "float16", "f16", False)
+node.attrs["out_scale"] = 0.05
+ins, outs = nhwc_args(node)
+outs = [TensorArg.contiguous("out0", "int8", node.outputs[0].type.shape)]
+cases.append(conv.emit(node, outs, ins, next(t for t in conv.TACTICS if t.get("algorithm") == "mma_async")))
+assert "quantize_s8" in cases[-1].source
 from nbtrt.codegen import pad  # a constant pad writing 8 float16 channels per thread (the fp16 stem's input)
 from test_vector_gpu import pad_node
 node = pad_node((2, 3, 6, 5), "float32", [0, 0, 1, 0, 0, 5, 0, 1], None)
@@ -62,4 +69,4 @@ lower_all(cases)
 
 
 def test_tensor_core_kernels_lower_for_the_gpu():
-    assert "29 kernels, 0 failures" in run(SCRIPT)
+    assert "30 kernels, 0 failures" in run(SCRIPT)
