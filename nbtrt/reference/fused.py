@@ -62,7 +62,7 @@ def make_kernels(kernels: dict) -> dict:
             outs.append(evaluate(program, part, inputs, kernels))
         if "out_scale" in a:  # int8 storage (passes/int8.py): quantized by the epilogue
             from ..quant.fake import quantize
-            outs = [quantize(np.asarray(o, np.float32), a["out_scale"]).astype(np.int8) for o in outs]
+            outs = [quantize(o, a["out_scale"]) for o in outs]  # clip(rint(y / s)) as int8
         return tuple(outs)
 
     return {GROUP_PREFIX + kind: run_group for kind in set(KIND_OF_BASE.values())}
