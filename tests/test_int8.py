@@ -19,10 +19,10 @@ DIGITS = os.path.join(MODELS, "digits_cnn.onnx")
 needs_digits = pytest.mark.skipif(not os.path.exists(DIGITS), reason="needs ../shared/models")
 
 
-def small_model():
+def small_model(channels=3):
     """x[N,3,6,6] -> conv1+relu -> conv2+relu -> maxpool -> flatten -> gemm(transB) -> y[N,5]."""
     rng = np.random.default_rng(0)
-    inits = {"w1": rng.standard_normal((4, 3, 3, 3)), "b1": rng.standard_normal(4),
+    inits = {"w1": rng.standard_normal((4, channels, 3, 3)), "b1": rng.standard_normal(4),
              "w2": rng.standard_normal((6, 4, 1, 1)), "wf": rng.standard_normal((5, 54)), "bf": rng.standard_normal(5)}
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
@@ -31,7 +31,8 @@ def small_model():
              helper.make_node("MaxPool", ["r2"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
              helper.make_node("Flatten", ["p"], ["f"], name="flat"),
              helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], name="fc", transB=1)]
-    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+    graph = helper.make_graph(nodes, "small", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                             ["N", channels, 6, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
                               [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), inits
@@ -45,6 +46,7 @@ def test_pass_int8_weights_multipliers_and_reasons():
     model, inits = small_model()
     graph = nbtrt.parse(model)
     graph.quant_scales = {"x": 0.05, "f": 0.1}  # r1 (conv2's input) has no scale
+    graph.explicit_quantization = True  # as from Q/DQ nodes: conv1 computes in int8 although it reads the input
     graph, report = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 2}))
     conv1, conv2, fc = kernel(graph, "conv1"), kernel(graph, "conv2"), kernel(graph, "fc")
     for node, w, axis, s_in in ((conv1, inits["w1"], 0, 0.05), (fc, inits["wf"], 0, 0.1)):
@@ -86,6 +88,7 @@ def test_int8_uses_the_graphs_own_scales_without_calibration():
     model, _ = small_model()
     graph = nbtrt.parse(model)
     graph.quant_scales = {"x": 0.05, "r1": 0.1, "f": 0.1}
+    graph.explicit_quantization = True
     engine = nbtrt.compile(graph, precision="int8", dims={"N": 1}, layer_precision={"conv2": "fp16"})
     assert [k["precision"] for k in engine.report.kernels].count("int8") == 2
     assert engine.report.precisions["conv2"] == ("fp16", "layer_precision override (conv2)")
@@ -99,6 +102,7 @@ def test_int8_reuses_the_weight_scales_of_a_qdq_model():
     w1 = inits["w1"].astype(np.float32)
     own = channel_scales(w1, 0) * 2  # the model's integers stay within +-64
     graph.quant_scales, graph.weight_scales = {"x": 0.05, "f": 0.1}, {"w1": own, "wf": np.float32(0.5)}
+    graph.explicit_quantization = True
     graph, _ = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 1}))
     conv1, fc = kernel(graph, "conv1"), kernel(graph, "fc")
     assert np.array_equal(conv1.inputs[1].const, quant.quantize(w1, own)) and np.abs(conv1.inputs[1].const).max() <= 64
@@ -146,7 +150,9 @@ def test_digits_int8_engine(digits, tmp_path):
     batches = [calib[i:i + 50] for i in range(0, 200, 50)]
     engine = nbtrt.compile(DIGITS, precision="int8", dims={"N": 1}, calibration_data=batches, calibration_cache=cache)
     precisions = [k["precision"] for k in engine.report.kernels]
-    assert precisions.count("int8") == 8 and precisions.count("fp16") == 3  # 7 convs and the gemm; 3 pools
+    # int8: 6 convs, the gemm, 2 max pools; fp16: the 1-channel first conv (on tensor cores, its input padded
+    # to 8 channels by a Pad kernel) and the average pool
+    assert precisions.count("int8") == 9 and precisions.count("fp16") == 3
     image = digits["images"][digits["test_idx"][:1]]
     got = engine.run({"image": image})["logits"]
     own = reference.run(engine.graph, {"image": image})["logits"]
@@ -159,7 +165,7 @@ def test_digits_int8_engine(digits, tmp_path):
     assert again.report.to_dict() == engine.report.to_dict()
     engine.save(tmp_path / "digits8.nbtrt")
     loaded = nbtrt.load(tmp_path / "digits8.nbtrt")
-    assert sum(v.const.dtype == np.int8 for v in loaded.graph.constants.values()) == 8
+    assert sum(v.const.dtype == np.int8 for v in loaded.graph.constants.values()) == 7
     # top-1 of the int8 graph (the kernels' semantics, on the reference) on 48 images equals fp32's
     images = digits["images"][digits["test_idx"][:48]]
     graph = nbtrt.parse(DIGITS)
@@ -192,7 +198,7 @@ def test_int8_semantics_top1_on_597_images(digits, calibrator):
     graph.quant_scales = dict(quant.calibrate(graph, [calib[i:i + 50] for i in range(0, 200, 50)], calibrator,
                                               progress=False))
     graph, _ = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": len(images)}))
-    assert sum(n.attrs.get("math") == "int8" for n in graph.nodes) == 8
+    assert sum("int8_multiplier" in n.attrs for n in graph.nodes) == 7  # 6 convs and the gemm
     top1 = float(np.mean(reference.run(graph, {"image": images})["logits"].argmax(1) == labels))
     assert abs(top1 - 0.9899) <= 0.001 + 1e-9
 
@@ -205,12 +211,53 @@ def test_int8_storage_between_int8_convs():
     x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
     engine = nbtrt.compile(model, precision="int8", dims={"N": 2}, calibration_data=[x], calibrator="minmax")
     conv1, conv2 = kernel(engine.graph, "conv1"), kernel(engine.graph, "conv2")
-    assert conv1.outputs[0].type.dtype == "int8" and conv1.attrs["out_scale"] == conv2.attrs["int8_scale"]
-    assert conv2.outputs[0].type.dtype == "float16" and "out_scale" not in conv2.attrs
+    assert conv1.outputs[0].type.dtype == "int8" and conv1.attrs["out_scales"] == [conv2.attrs["int8_scale"]]
+    assert conv2.outputs[0].type.dtype == "float16" and "out_scales" not in conv2.attrs
     assert "int8 output (scale" in engine.report.summary()
     got = engine.run({"x": x})["y"]
     want = reference.run(engine.graph, {"x": x})["y"]
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+@needs_digits
+def test_digits_int8_storage_through_pools_and_concat(digits):
+    """digits_cnn's inception block: every tensor from the first conv's output to the last conv's
+    input is int8, including the merged 1x1 convs' three outputs, the max pools (which pool the
+    integers) and the in-place concat; each group has one scale, the largest of its readers'. The
+    first conv (reading the 1-channel image) is fp16 and quantizes its output."""
+    calib = digits["images"][digits["calib_idx"]]
+    graph = nbtrt.parse(DIGITS)
+    graph.quant_scales = table = dict(quant.calibrate(graph, [calib[:50]], "minmax", progress=False))
+    graph, report = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 4}))
+    convs = [n for n in graph.nodes if n.op == "nbtrt.conv"]
+    assert [n.attrs["math"] for n in convs] == ["fp16"] + ["int8"] * 6
+    assert [v.type.dtype for n in convs[:-1] for v in n.outputs] == ["int8"] * 8  # merged: three outputs
+    assert convs[-1].outputs[0].type.dtype == "float16"  # read by the average pool
+    pools = [n for n in graph.nodes if n.op == "nbtrt.pool" and n.attrs["base"] == "MaxPool"]
+    assert all(p.inputs[0].type.dtype == p.outputs[0].type.dtype == "int8" for p in pools)
+    assert all(report.precisions[p.name][0] == "int8" for p in pools)
+    assert all(v.type.dtype == "int8" for n in graph.nodes if n.op == "Concat" for v in [*n.inputs, *n.outputs])
+    merged = convs[2]  # reads /3's output, also read by the b4 max pool: one scale for both readers
+    s_pool = table["/6/b4/b4.0/MaxPool_output_0"]
+    assert merged.attrs["int8_scale"] == max(table["/5/Relu_output_0"], s_pool) == convs[1].attrs["out_scales"][0]
+    images = digits["images"][digits["test_idx"][:4]]
+    want = reference.run(DIGITS, {"image": images})["logits"].argmax(1)
+    assert (reference.run(graph, {"image": images})["logits"].argmax(1) == want).all()
+
+
+def test_int8_conv_without_int8_input_runs_fp16_tensor_cores():
+    """An int8 conv whose input cannot be stored as int8 stays fp16 when fp16 tensor cores can run it:
+    8·k channels per group, or a network input (padded to 8 channels); it quantizes its output for
+    the int8 conv2."""
+    for channels in (8, 3):
+        model, _ = small_model(channels)
+        x = np.random.default_rng(1).standard_normal((2, channels, 6, 6)).astype(np.float32)
+        graph = nbtrt.parse(model)
+        graph.quant_scales = dict(quant.calibrate(graph, [x], "minmax", progress=False))
+        graph, report = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 2}))
+        conv1 = kernel(graph, "conv1")
+        assert conv1.attrs["math"] == "fp16" and "cannot be stored as int8" in report.precisions["conv1"][1]
+        assert conv1.outputs[0].type.dtype == "int8" and kernel(graph, "conv2").attrs["math"] == "int8"
 
 
 def test_no_int8_storage_for_a_graph_output():
@@ -220,4 +267,5 @@ def test_no_int8_storage_for_a_graph_output():
     graph = nbtrt.parse(model)
     graph.quant_scales = dict(quant.calibrate(graph, [x], "minmax", progress=False))
     graph, _ = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 2}))
-    assert kernel(graph, "conv1").outputs[0].type.dtype == "float32" and "out_scale" not in kernel(graph, "conv1").attrs
+    assert kernel(graph, "conv1").outputs[0].type.dtype == "float32" and "out_scales" not in kernel(graph, "conv1").attrs
+    assert kernel(graph, "conv2").attrs["math"] == "int8"  # 4 channels: no fp16 tensor cores, int8 on CUDA cores

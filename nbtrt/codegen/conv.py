@@ -15,8 +15,10 @@ Tactic space: algorithm (implicit_gemm | gemm_1x1 | direct | mma); for the CUDA-
 the block tile BM×BN×BK, the micro-tile TM×TN per thread, split_k (threads of a block splitting K, for
 the few-block layers of batch 1) and unroll (the BK loop written out); for direct the threads per
 block; for mma (tensor cores, ``mma_tiled.py``: implicit GEMM, or a plain GEMM for 1×1 convs) the math
-(f16 | tf32), block tile and warps per block. A conv with math "int8" (``int8.py``) runs implicit_gemm or
-gemm_1x1 only, whatever its channel count (no int8 direct or tensor-core kernel yet).
+(f16 | tf32), block tile and warps per block; for mma_async (``mma_async.py``, channels-last operands)
+the math (f16 | s8), tile, stages and split-K parts. A conv with math "int8" (``int8.py``) runs
+implicit_gemm or gemm_1x1 on CUDA cores, or mma_async with math s8 when X is stored as int8
+channels-last (int8 storage), whatever its channel count (no int8 direct kernel).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def problems(g: ConvGeom, tactic: dict, node: Node | None = None, x: TensorArg |
     out as given (contiguous NCHW / OIHW when not given)."""
     algo = tactic.get("algorithm")
     if int8.is_int8(node) and algo not in int8.ALGORITHMS:
-        return [f"int8 math runs on the CUDA-core GEMM kernels only ({', '.join(int8.ALGORITHMS)})"]
+        return [f"int8 math runs on {', '.join(int8.ALGORITHMS)} only"]
     if algo == "direct":
         return [] if 32 <= tactic.get("threads", 0) <= 1024 else ["threads"]
     if algo == "mma":
@@ -66,7 +68,7 @@ def problems(g: ConvGeom, tactic: dict, node: Node | None = None, x: TensorArg |
     if algo == "mma_async":
         t = mma_async.AsyncTile.of(tactic)
         why = mma_tiled.allowed(t.math, node.attrs.get("math") if node is not None else None)
-        return (([why] if why else []) + t.problems() + async_layout_problems(g, x, w)
+        return (([why] if why else []) + t.problems() + async_layout_problems(g, x, w, t.elems)
                 + tiled.grid_problems(t, g.mg, g.n * g.pixels, g.groups))
     if algo not in ("implicit_gemm", "gemm_1x1"):
         return [f"unknown algorithm {algo!r}"]
@@ -82,21 +84,22 @@ def _k_contiguous(g: ConvGeom, x: TensorArg | None, t) -> bool:
     return x is not None and x.strides[1] == 1 and g.c > 1 and (g.taps == 1 or g.cg % t.bk == 0)
 
 
-def async_layout_problems(g: ConvGeom, x: TensorArg | None, w: TensorArg | None) -> list[str]:
-    """Why the pipelined tensor-core kernel cannot copy these operands in 16-byte chunks: X must be
-    float16 channels-last and W float16 with each filter's (tap, channel) elements contiguous (OHWI),
-    with every stride, offset and Cg a multiple of 8 halves."""
+def async_layout_problems(g: ConvGeom, x: TensorArg | None, w: TensorArg | None, elems: int = 8) -> list[str]:
+    """Why the pipelined tensor-core kernel cannot copy these operands in 16-byte chunks of ``elems``
+    elements (8: float16, 16: int8): X must be channels-last and W have each filter's (tap, channel)
+    elements contiguous (OHWI), both of the chunk's dtype, with every stride, offset and Cg a multiple
+    of ``elems``."""
     if x is None or w is None:
         return ["needs the input and weight layouts"]
-    why = []
-    if x.dtype != "float16" or w.dtype != "float16":
-        why.append("float16 input and weights")
-    if x.strides[1] != 1 or any(s % 8 for s in x.strides[:1] + x.strides[2:]) or x.offset % 8:
-        why.append("channels-last input with strides and offset in multiples of 8")
-    if g.cg % 8:
-        why.append(f"{g.cg} channels per group (not a multiple of 8)")
+    why, dtype = [], "float16" if elems == 8 else "int8"
+    if x.dtype != dtype or w.dtype != dtype:
+        why.append(f"{dtype} input and weights")
+    if x.strides[1] != 1 or any(s % elems for s in x.strides[:1] + x.strides[2:]) or x.offset % elems:
+        why.append(f"channels-last input with strides and offset in multiples of {elems}")
+    if g.cg % elems:
+        why.append(f"{g.cg} channels per group (not a multiple of {elems})")
     tap_major = (1,) + contiguous_strides(g.kernel + (g.cg,))[:-1]
-    if w.strides[1:] != tap_major or w.strides[0] % 8 or w.offset % 8:
+    if w.strides[1:] != tap_major or w.strides[0] % elems or w.offset % elems:
         why.append("weights not laid out (tap, channel) per filter (OHWI)")
     return why
 
@@ -122,7 +125,7 @@ def pick(g: ConvGeom, node: Node, x: TensorArg | None = None, w: TensorArg | Non
     still fills the GPU (132 SMs), splitting K when even small tiles leave it mostly idle."""
     if prefers_direct(g) and not int8.is_int8(node):
         return dict(algorithm="direct", threads=128)
-    tile = mma_async.pick(g.mg, g.n * g.pixels, g.groups, g.cg * g.taps)
+    tile = mma_async.pick(g.mg, g.n * g.pixels, g.groups, g.cg * g.taps, "s8" if int8.is_int8(node) else "f16")
     if tile and not problems(g, dict(algorithm="mma_async", **tile), node, x, w):
         return dict(algorithm="mma_async", **tile)
     for math in ("f16", "tf32"):
@@ -150,7 +153,9 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
         params += [p for p, _ in SCRATCH]
         dtypes += [d for _, d in SCRATCH]
     lines = header("conv", node, tactic, outputs, used)
-    if any(o.dtype == "int8" for o in outputs) and not int8.is_int8(node):  # int8 storage (out_scale)
+    if int8.is_int8(node):
+        lines += int8.header(node, inputs)
+    if int8.is_int8(node) or any(o.dtype == "int8" for o in outputs):  # quantize on load; int8 storage
         lines += int8.quantize_function()
     lines.append(f"# group {g.groups}, kernel {list(g.kernel)}, strides {list(g.strides)}, pads {list(g.pads)}, "
                  f"dilations {list(g.dilations)}; GEMM per group: M={g.mg} N={g.n * g.pixels} K={g.cg * g.taps}")
@@ -190,7 +195,6 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     lines = store_function(store, node, g, outputs, inputs, extra, cols, t)
     column = lambda n: columns(g, n, n_total % t.bn != 0)
     if quantized:
-        lines = int8.header(node, inputs) + int8.quantize_function() + lines
         lines += tiled.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call, column, slices,
                               acc=int8.ACC)
     else:

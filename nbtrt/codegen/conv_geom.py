@@ -101,10 +101,10 @@ def split_offsets(node: Node, total: int, n_outputs: int) -> list[int]:
 def check_float32(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None]) -> None:
     """The conv kernels compute in float32: X, W and the outputs must be float32 or float16 (storage,
     widened on load and rounded on store), in any mix; under int8 math (codegen/int8.py) W is int8 and
-    X may be (already quantized), and an output with a scale (``out_scale``) is stored as int8."""
+    X may be (already quantized), and an output with a scale (``out_scales``) is stored as int8."""
     floats, int8_math = ("float32", "float16"), node.attrs.get("math") == "int8"
-    bad = [o.param for o in outputs if o.dtype not in floats
-           and not (o.dtype == "int8" and "out_scale" in node.attrs)]
+    scales = node.attrs.get("out_scales") or [None] * len(outputs)
+    bad = [o.param for o, s in zip(outputs, scales) if o.dtype not in floats and not (o.dtype == "int8" and s)]
     bad += [a.param for a in inputs[:2] if a is not None and a.dtype not in floats
             and not (a.dtype == "int8" and int8_math)]
     if bad:
@@ -123,7 +123,7 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
         fetch = lambda k, out=out, full=full: load(inputs[k], index_of(inputs[k], out.shape, full), "float32")
         body, result = epilogue.emit(node.attrs["epilogues"][i], value, fetch, "float32", prefix=f"e{i}_")
         body = ([f"{local} = {chan} - {offsets[i]}"] if offsets[i] else []) + body
-        body.append(store_element(node, out, index_of(out, out.shape, full), result))
+        body.append(store_element(node, i, out, index_of(out, out.shape, full), result))
         if len(outputs) == 1:
             return body
         test = "else:" if i == len(outputs) - 1 else f"{'if' if i == 0 else 'elif'} {chan} < {offsets[i + 1]}:"
@@ -132,11 +132,12 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
     return lines
 
 
-def store_element(node: Node, out: TensorArg, index: str, value: str) -> str:
-    """The statement storing float32 ``value`` at ``out[index]``: rounded to a float16 output, or
-    quantized with the node's ``out_scale`` into an int8 one (``int8.quantize_function``)."""
+def store_element(node: Node, i: int, out: TensorArg, index: str, value: str) -> str:
+    """The statement storing float32 ``value`` at ``out[index]`` (output ``i``): rounded to a float16
+    output, or quantized with the output's scale (``out_scales[i]``) into an int8 one
+    (``int8.quantize_function``)."""
     if out.dtype == "int8":
-        return f"{out.param}[{index}] = int8(quantize_s8({value}, {literal(node.attrs['out_scale'])}))"
+        return f"{out.param}[{index}] = int8(quantize_s8({value}, {literal(node.attrs['out_scales'][i])}))"
     return store(out, index, value, "float32")
 
 

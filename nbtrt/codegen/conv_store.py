@@ -36,7 +36,10 @@ def store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t, ru
     body = [f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m"]
     coords = ["0", "0", "col_n"] if flat else ["col_img" if g.n > 1 else "0"] + [f"col_o{a}" for a in range(g.nsp)]
     values = [f"v{e}" for e in range(8)] if run else ["v"]
-    if run:
+    if run and int8.is_int8(node):
+        body += [f"acc{e} = {int8.dequantized(node, inputs, f'v{e}', f'ch + {e}')}" for e in range(8)]
+        body += run_store_lines(node, outputs, inputs, "ch", coords, [f"acc{e}" for e in range(8)])
+    elif run:
         body += run_store_lines(node, outputs, inputs, "ch", coords, values)
     elif int8.is_int8(node):
         body += [f"acc = {int8.dequantized(node, inputs, 'v', 'ch')}"] + store_lines(node, outputs, inputs, "ch",

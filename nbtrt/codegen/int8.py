@@ -11,8 +11,9 @@ channels (the input named by attribute ``int8_multiplier``). The kernel computes
     y      = epilogue(float32(acc) · mult[channel])  then bias, activation, residual, store
 
 X may also arrive as int8 (int8 storage, ``passes/int8.py``: its producer quantized it with the
-same scale), and is then taken as it is. Direct and tensor-core convs have no int8 form yet (dp4a and
-``mma.sync .s8`` come later); int8 convs always run as a GEMM.
+same scale), and is then taken as it is. On tensor cores (``mma_async.py`` math "s8", ``mma.sync
+m16n8k32 .s8``) X must be so stored, channels-last: the 16-byte copies move bytes, they cannot quantize.
+Direct convs have no int8 form.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..ir import Node
 from .kernel import TensorArg, literal, load
 
 ACC = "int32"
-ALGORITHMS = ("implicit_gemm", "gemm_1x1")
+ALGORITHMS = ("implicit_gemm", "gemm_1x1", "mma_async")
 
 
 def is_int8(node: Node | None) -> bool:

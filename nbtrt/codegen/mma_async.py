@@ -1,13 +1,20 @@
 """The pipelined tensor-core matrix-product core: K-contiguous operands, ``cp.async`` stages, ``ldmatrix``.
 
 Same problem as ``mma_tiled.py`` — per grid z a block computes the BM×BN tile at (m0, n0) of
-``C[m, n] = Σ_k A[m, k] · B[k, n]`` with ``mma m16n8k16`` (f16 operands, float32 accumulators) — for
-operands whose K axis is contiguous in memory in runs of 8 halves (16 bytes): A as rows ``A[m, :]``
-and B as rows ``Bᵀ[n, :]``. For a conv this means channels-last activations and (tap, channel)-ordered
-weights (the memory plan's NHWC / OHWI layouts), K ordered (tap, channel) and Cg a multiple of 8, so
-that 8 consecutive k are 8 channels of one tap: 16 bytes at one address.
+``C[m, n] = Σ_k A[m, k] · B[k, n]`` — for operands whose K axis is contiguous in memory in runs of 16
+bytes: A as rows ``A[m, :]`` and B as rows ``Bᵀ[n, :]``. Math "f16": float16 operands (8 per 16-byte
+chunk), ``mma m16n8k16``, float32 accumulators; math "s8": int8 operands (16 per chunk), ``mma
+m16n8k32``, int32 accumulators (exact). For a conv this means channels-last activations and (tap,
+channel)-ordered weights (the memory plan's NHWC / OHWI layouts), K ordered (tap, channel) and Cg a
+multiple of a chunk's elements, so that a chunk is consecutive channels of one tap: 16 bytes at one
+address.
 
-- Copies: each K slice of BK = 32 is BM + BN rows of four 16-byte chunks. Every thread owns fixed
+Everything below is in bytes and the same for both maths: an s8 fragment is an f16 fragment's
+registers with four int8 where there were two halves (``ptx.mma_s8``), so the tiles, swizzle and
+``ldmatrix`` addresses do not change; a tile row's 64 bytes are BK = 32 halves or 64 int8, two mma
+k-steps either way.
+
+- Copies: each K slice of BK elements is BM + BN rows of four 16-byte chunks. Every thread owns fixed
   (row, chunk) pairs and issues ``cp.async`` for them, 16 bytes each, straight from global to shared
   memory (no registers, no per-element arithmetic); a chunk outside the operand (padding, a row or k
   past the end) is zero-filled by the copy itself. The operand supplies per-row setup, per-slice lines
@@ -26,7 +33,7 @@ that 8 consecutive k are 8 channels of one tap: 16 bytes at one address.
   back in part order (deterministic; through L2: ``ld_cg``), sets the counter back to zero for the
   next launch and runs the epilogue; the others leave.
 - Epilogue: the pipeline's buffer is reused to stage one warp row's accumulators at a time as
-  ``stage[n][m]`` (float32, rows padded by 4 words: conflict-free writes), then every thread stores
+  ``stage[n][m]`` (float32; int32 sums are converted, rows padded by 4 words: conflict-free writes), then every thread stores
   runs of 8 consecutive m of one column — coalesced for channels-last outputs — through the
   template's ``store(value, m)`` after ``columns(n)`` defined that column's variables (once per run:
   the column's coordinates cost integer divisions).
@@ -40,20 +47,29 @@ from typing import Callable
 from .mma_tiled import MmaTile, products
 from .tiled import MAX_SHARED
 
-BK = 32
-CHUNKS = BK // 8  # 16-byte chunks per tile row
-ROW_BYTES = 2 * BK
+CHUNKS = 4  # 16-byte chunks per tile row
+ROW_BYTES = 16 * CHUNKS
+ELEMS = {"f16": 8, "s8": 16}  # elements per 16-byte chunk
+BK = CHUNKS * ELEMS["f16"]  # (f16)
+MMA = {"f16": "mma_f16", "s8": "mma_s8"}
 SHAPES = [  # bm, bn, wm, wn (warps along M and N), stages; in the heuristic's order of preference
     (128, 128, 2, 4, 3), (128, 128, 2, 4, 2), (128, 64, 2, 2, 3), (64, 128, 2, 2, 3), (64, 64, 2, 2, 4),
     (64, 32, 2, 1, 4), (32, 64, 1, 2, 4),
 ]
 SPLITS = (2, 4, 8, 16)  # split-K parts (SPLIT_SHAPES only)
 SPLIT_SHAPES = [(64, 64, 2, 2, 4), (128, 64, 2, 2, 3)]
-TACTICS = ([dict(math="f16", bm=bm, bn=bn, bk=BK, wm=wm, wn=wn, stages=s) for bm, bn, wm, wn, s in SHAPES]
-           + [dict(math="f16", bm=128, bn=128, bk=BK, wm=2, wn=4, stages=2, min_blocks=2),
-              dict(math="f16", bm=128, bn=64, bk=BK, wm=2, wn=2, stages=3, min_blocks=4)]
-           + [dict(math="f16", bm=bm, bn=bn, bk=BK, wm=wm, wn=wn, stages=s, splits=k)
-              for bm, bn, wm, wn, s in SPLIT_SHAPES for k in SPLITS])
+
+
+def _tactics(math: str) -> list[dict]:
+    bk = CHUNKS * ELEMS[math]
+    return ([dict(math=math, bm=bm, bn=bn, bk=bk, wm=wm, wn=wn, stages=s) for bm, bn, wm, wn, s in SHAPES]
+            + [dict(math=math, bm=128, bn=128, bk=bk, wm=2, wn=4, stages=2, min_blocks=2),
+               dict(math=math, bm=128, bn=64, bk=bk, wm=2, wn=2, stages=3, min_blocks=4)]
+            + [dict(math=math, bm=bm, bn=bn, bk=bk, wm=wm, wn=wn, stages=s, splits=k)
+               for bm, bn, wm, wn, s in SPLIT_SHAPES for k in SPLITS])
+
+
+TACTICS = _tactics("f16") + _tactics("s8")
 # min_blocks: launch bounds asking for that many resident blocks per SM (registers capped to fit:
 # 128 per thread for 2 x 256 threads), so that one block's copies overlap another's epilogue
 STAGE_PAD = 4  # words of padding per row of the epilogue's staging tile
@@ -77,6 +93,15 @@ class AsyncTile(MmaTile):
         return (self.bm + self.bn) * ROW_BYTES
 
     @property
+    def elems(self) -> int:
+        """Elements per 16-byte chunk."""
+        return ELEMS[self.math]
+
+    @property
+    def acc(self) -> str:
+        return "int32" if self.math == "s8" else "float32"
+
+    @property
     def band(self) -> int:
         """Rows (m) of one warp row: the epilogue stages one band at a time."""
         return self.bm // self.wm
@@ -86,10 +111,10 @@ class AsyncTile(MmaTile):
 
     def problems(self) -> list[str]:
         why = []
-        if self.math != "f16":
-            return [f"math {self.math!r}: the pipelined tensor-core kernel is f16 only"]
-        if self.bk != BK:
-            why.append(f"BK must be {BK}")
+        if self.math not in ELEMS:
+            return [f"math {self.math!r}: the pipelined tensor-core kernel is f16 or s8"]
+        if self.bk != CHUNKS * self.elems:
+            why.append(f"BK must be {CHUNKS * self.elems}")
         if self.bm % (16 * self.wm) or self.bn % (16 * self.wn):
             why.append("warp tile is not a whole number of 16x16 blocks")
         for rows in (self.bm, self.bn):
@@ -169,7 +194,7 @@ def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int]
     words = t.shared_bytes() // 4
     if t.splits > 1:
         where = [f"z = cuda.blockIdx.z // {t.splits}  # the group", f"part = cuda.blockIdx.z % {t.splits}  # of K",
-                 f"k_first = part * {slices * BK}", f"k_end = min({k_total}, k_first + {slices * BK})"]
+                 f"k_first = part * {slices * t.bk}", f"k_end = min({k_total}, k_first + {slices * t.bk})"]
     else:
         where = ["z = cuda.blockIdx.z", "k_first = 0", f"k_end = {k_total}"]
     body = ["tid = cuda.threadIdx.x"] + where + [f"m0 = cuda.blockIdx.y * {t.bm}",
@@ -180,21 +205,22 @@ def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int]
             "then the epilogue (16-byte copies and ldmatrix rows need the alignment)",
             *(["arrived = cuda.shared.array(1, int32)  # parts of this tile done before this one"]
               if t.splits > 1 else []),
-            "smem0 = shared_addr(smem)", f"kc = tid % {CHUNKS}  # the 16-byte chunk (8 k) this thread copies"]
+            "smem0 = shared_addr(smem)", f"kc = tid % {CHUNKS}  # the 16-byte chunk ({t.elems} k) this thread copies"]
     body += prologue + ca.setup() + cb.setup() + _lanes(t)
-    body += [f"c{i}_{j}_{e} = float32(0.0)" for i in range(t.fm) for j in range(t.fn) for e in range(4)]
+    zero = "int32(0)" if t.acc == "int32" else "float32(0.0)"
+    body += [f"c{i}_{j}_{e} = {zero}" for i in range(t.fm) for j in range(t.fn) for e in range(4)]
 
     def issue(k0: str, slot: str) -> list[str]:
-        return ([f"kq = k_first + {k0} + kc * 8", "k_ok = kq < k_end"] + a.per_slice() + b.per_slice()
+        return ([f"kq = k_first + {k0} + kc * {t.elems}", "k_ok = kq < k_end"] + a.per_slice() + b.per_slice()
                 + ca.copies(slot) + cb.copies(slot) + ["cp_async_commit()"])
 
     body.append(f"# the first {t.stages - 1} K slices in flight")
     for s in range(t.stages - 1):
-        body += issue(str(s * BK), str(s * t.stage_bytes))
+        body += issue(str(s * t.bk), str(s * t.stage_bytes))
     loop = [f"cp_async_wait{t.stages - 2}()  # slice kt has landed (this thread's copies)",
             "cuda.syncthreads()  # everyone's; and the buffer multiplied in iteration kt-1 is free",
             f"ahead = (kt + {t.stages - 1}) % {t.stages}"]
-    loop += issue(f"(kt + {t.stages - 1}) * {BK}", f"ahead * {t.stage_bytes}")
+    loop += issue(f"(kt + {t.stages - 1}) * {t.bk}", f"ahead * {t.stage_bytes}")
     loop += [f"slot = (kt % {t.stages}) * {t.stage_bytes}"] + _multiply(t)
     body += [f"for kt in range({slices}):"] + ["    " + line for line in loop]
     if t.splits > 1:
@@ -206,28 +232,29 @@ def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int]
 def _lanes(t: AsyncTile) -> list[str]:
     """ldmatrix row addresses: lane l gives row l % 8 of 8×8 matrix l // 8. A's matrices are (rows
     0-7, k 0-7), (8-15, 0-7), (0-7, 8-15), (8-15, 8-15); B's (n 0-7, k 0-7), (0-7, 8-15), (8-15, 0-7),
-    (8-15, 8-15). Rows move in steps of 16 later, which keeps the swizzle of the lane's row."""
+    (8-15, 8-15) (an 8×8 matrix of halves is 8 rows of 16 bytes: of int8, 8×16). Rows move in steps of
+    16 later, which keeps the swizzle of the lane's row. One mma k-step is two chunks (32 bytes)."""
     lines = ["lr = lane % 8", "lm = lane // 8", "a_row = wm + lr + 8 * (lm % 2)", "b_row = wn + lr + 8 * (lm // 2)"]
-    for kk in range(0, BK, 16):
-        lines.append(f"a_at{kk} = smem0 + {swizzled('a_row', f'{kk // 8} + lm // 2')}")
-        lines.append(f"b_at{kk} = smem0 + {t.bm * ROW_BYTES} + {swizzled('b_row', f'{kk // 8} + lm % 2')}")
+    for s in range(CHUNKS // 2):
+        lines.append(f"a_at{s} = smem0 + {swizzled('a_row', f'{2 * s} + lm // 2')}")
+        lines.append(f"b_at{s} = smem0 + {t.bm * ROW_BYTES} + {swizzled('b_row', f'{2 * s} + lm % 2')}")
     return lines
 
 
 def _multiply(t: AsyncTile) -> list[str]:
     lines = []
-    for kk in range(0, BK, 16):
+    for s in range(CHUNKS // 2):
         for i in range(t.fm):
-            lines.append(f"a{i}_0, a{i}_1, a{i}_2, a{i}_3 = ldsm_x4(a_at{kk} + slot + {i * 16 * ROW_BYTES})")
+            lines.append(f"a{i}_0, a{i}_1, a{i}_2, a{i}_3 = ldsm_x4(a_at{s} + slot + {i * 16 * ROW_BYTES})")
         for j in range(0, t.fn, 2):
-            lines.append(f"b{j}_0, b{j}_1, b{j + 1}_0, b{j + 1}_1 = ldsm_x4(b_at{kk} + slot + {j * 8 * ROW_BYTES})")
-        lines += products(t.fm, t.fn, "mma_f16")
+            lines.append(f"b{j}_0, b{j}_1, b{j + 1}_0, b{j + 1}_1 = ldsm_x4(b_at{s} + slot + {j * 8 * ROW_BYTES})")
+        lines += products(t.fm, t.fn, MMA[t.math])
     return lines
 
 
 def slices_per_part(t: AsyncTile, k_total: int) -> int:
     """K slices each split-K part multiplies (the last may have fewer: the rest is zero-filled)."""
-    slices = -(-k_total // BK)
+    slices = -(-k_total // t.bk)
     return -(-slices // t.splits)
 
 
@@ -239,14 +266,16 @@ def _sum_parts(t: AsyncTile) -> list[str]:
              "cp_async_wait0()  # no copy may land in shared memory after a block left",
              "tile = (z * cuda.gridDim.y + cuda.blockIdx.y) * cuda.gridDim.x + cuda.blockIdx.x",
              f"tile_at = tile * {t.splits * size} + tid"]
-    lines += [f"work[tile_at + part * {size} + {r * t.threads}] = {c}" for r, c in enumerate(regs)]
+    put = "st_s32(work, {}, {})" if t.acc == "int32" else "work[{}] = {}"  # int32 sums keep their bits
+    get = "ld_cg_s32" if t.acc == "int32" else "ld_cg"
+    lines += [put.format(f"tile_at + part * {size} + {r * t.threads}", c) for r, c in enumerate(regs)]
     lines += ["cuda.threadfence()  # the sums are visible GPU-wide before the count says so",
               "cuda.syncthreads()", "if tid == 0:", "    arrived[0] = cuda.atomic.add(flags, tile, 1)",
               "cuda.syncthreads()", f"if arrived[0] != {t.splits - 1}:", "    return  # not the last part",
               "cuda.threadfence()"]
-    lines += [f"{c} = ld_cg(work, tile_at + {r * t.threads})" for r, c in enumerate(regs)]
+    lines += [f"{c} = {get}(work, tile_at + {r * t.threads})" for r, c in enumerate(regs)]
     lines += [f"for p in range(1, {t.splits}):  # in part order: the same sums whichever part is last"]
-    lines += [f"    {c} += ld_cg(work, tile_at + p * {size} + {r * t.threads})" for r, c in enumerate(regs)]
+    lines += [f"    {c} += {get}(work, tile_at + p * {size} + {r * t.threads})" for r, c in enumerate(regs)]
     return lines + ["if tid == 0:", "    flags[tile] = 0  # ready for the next launch"]
 
 
@@ -272,7 +301,8 @@ def _finish(t: AsyncTile, store: Callable[[str, str], str], columns: Callable[[s
         for j in range(t.fn):
             for e in range(4):
                 n, m = f"wn + {j * 8 + e % 2} + 2 * q", f"{i * 16 + 8 * (e // 2)} + g"
-                lines.append(f"        smem[({n}) * {width} + {m}] = c{i}_{j}_{e}")
+                c = f"c{i}_{j}_{e}" if t.acc == "float32" else f"float32(c{i}_{j}_{e})"
+                lines.append(f"        smem[({n}) * {width} + {m}] = {c}")
     lines += ["    cuda.syncthreads()", f"    for r in range({t.bn // per}):",
               f"        col = sn + r * {per}", "        n = n0 + col"]
     lines += ["        " + ln for ln in columns("n")]
@@ -288,18 +318,20 @@ def _finish(t: AsyncTile, store: Callable[[str, str], str], columns: Callable[[s
 MIN_SLICES = 4  # K slices a split-K part should have at least
 
 
-def pick(m: int, n: int, z: int, k: int) -> dict | None:
+def pick(m: int, n: int, z: int, k: int, math: str = "f16") -> dict | None:
     """A tile without tuning: the largest that fills the GPU's SMs once; else a 64×64 tile with K split
     into as many parts (of at least MIN_SLICES slices) as fill the SMs about once; None when even
     that leaves most SMs idle."""
     from .tiled import SMS
     blocks = lambda t: -(-m // t["bm"]) * -(-n // t["bn"]) * z
-    shapes = TACTICS[:len(SHAPES)]
+    tactics = [t for t in TACTICS if t["math"] == math]
+    shapes = tactics[:len(SHAPES)]
     for t in shapes:
         if blocks(t) >= SMS and t["bm"] <= max(32, 1 << (m - 1).bit_length()):
             return dict(t)
-    split = next(t for t in TACTICS if t.get("splits") and t["bm"] == t["bn"] == 64)
-    parts = [s for s in SPLITS if blocks(split) * s <= SMS * 5 // 4 and -(-k // BK) >= MIN_SLICES * s]
+    split = next(t for t in tactics if t.get("splits") and t["bm"] == t["bn"] == 64)
+    bk = split["bk"]
+    parts = [s for s in SPLITS if blocks(split) * s <= SMS * 5 // 4 and -(-k // bk) >= MIN_SLICES * s]
     if parts:
         return dict(split, splits=parts[-1])
     return dict(shapes[-1]) if blocks(shapes[-1]) >= SMS // 2 else None

@@ -109,13 +109,15 @@ def zero(math: str) -> str:
 
 def allowed(math: str, node_math: str | None) -> str | None:
     """Why tensor cores may not run this product (None if they may): the node's precision (its
-    ``math`` attribute, set by ``passes/precision.py``) must be "fp16" for f16 and "tf32" for tf32;
+    ``math`` attribute, set by ``passes/precision.py``) must be "fp16" for f16, "tf32" for tf32 and
+    "int8" for s8;
     never in the simulator, which has no tensor cores."""
     from .numba_env import simulated
     if simulated():
         return "the CUDA simulator has no tensor cores"
-    if (math, node_math) not in (("f16", "fp16"), ("tf32", "tf32")):
-        return f"{math} tensor cores need precision {'fp16' if math == 'f16' else 'tf32'} (this kernel: {node_math or 'fp32'})"
+    need = {"f16": "fp16", "tf32": "tf32", "s8": "int8"}.get(math)
+    if node_math != need:
+        return f"{math} tensor cores need precision {need} (this kernel: {node_math or 'fp32'})"
     return None
 
 

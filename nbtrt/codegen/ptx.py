@@ -10,6 +10,10 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
   (a3); B[2t:2t+2, g] (b0), B[2t+8:2t+10, g] (b1); C[g, 2t:2t+2] (c0, c1), C[g+8, 2t:2t+2] (c2, c3).
 - ``mma_tf32(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3)``: ``m16n8k8 .tf32``; one element per register:
   A[g, t], A[g+8, t], A[g, t+4], A[g+8, t+4]; B[t, g], B[t+4, g]; C as above.
+- ``mma_s8(a0, a1, a2, a3, b0, b1, c0, c1, c2, c3)`` → 4 int32: ``m16n8k32 .s32.s8.s8.s32``; each
+  register holds four int8 along k, byte for byte where ``mma_f16`` has two halves: A[g, 4t:4t+4] (a0),
+  A[g+8, 4t:4t+4] (a1), A[g, 4t+16:4t+20] (a2), A[g+8, 4t+16:4t+20] (a3); B[4t:4t+4, g] (b0),
+  B[4t+16:4t+20, g] (b1); C as above, int32 (exact sums).
 - ``ldsm_x4(addr)`` / ``ldsm_x4_t(addr)`` → 4 uint32: ``ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16``;
   lane l gives the shared address of row l % 8 of 8×8 matrix l // 8 and receives, of each matrix i,
   register i = its elements [l // 4, 2(l % 4) : 2(l % 4) + 2] (transposed with ``.trans``). For 32-bit
@@ -25,7 +29,9 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
   global array (16-byte aligned), e.g. eight halves that ``unpack_f16`` widens.
 - ``unpack_f16(bits)`` → 2 float32: the halves in the low and high 16 bits of a 32-bit register.
 - ``ld_cg(array, index)`` → float32: ``ld.global.cg.f32``, element ``index`` of a float32 global array
-  read through L2 only (never a stale L1 line: for data other blocks of the same launch wrote).
+  read through L2 only (never a stale L1 line: for data other blocks of the same launch wrote);
+  ``ld_cg_s32(array, index)`` → int32 reads the element's 32 bits as an integer, and ``st_s32(array,
+  index, value)`` stores an int32's bits there (integer partial sums in a float32 scratch array).
 - ``shared_addr(array)``: the 32-bit shared-window address of a shared array's first element.
 - ``bits16(array, i)`` → uint32: the raw 16 bits of element i of a 2-byte array (zero-extended).
 - ``pack_f16(lo, hi)`` → uint32: two float32 rounded to halves, ``lo`` in the low 16 bits;
@@ -52,17 +58,18 @@ def _asm(builder, result, args, text, constraints, memory=False):
     return builder.asm(ftype, text, constraints, args, side_effect=memory)
 
 
-def _mma(shape_ptx: str):
+def _mma(shape_ptx: str, acc: str = "f32"):
+    """An mma whose accumulators are float32 (``acc`` "f32") or int32 ("s32")."""
+    nb, irt, reg = (types.float32, _F32, "f") if acc == "f32" else (types.int32, _I32, "r")
+
     @intrinsic
     def mma(typingctx, a0, a1, a2, a3, b0, b1, c0, c1, c2, c3):
-        sig = types.UniTuple(types.float32, 4)(types.uint32, types.uint32, types.uint32, types.uint32,
-                                                types.uint32, types.uint32, types.float32, types.float32,
-                                                types.float32, types.float32)
+        sig = types.UniTuple(nb, 4)(*[types.uint32] * 6, *[nb] * 4)
 
         def codegen(context, builder, signature, args):
-            out = _asm(builder, ir.LiteralStructType([_F32] * 4), args,
-                       f"mma.sync.aligned.{shape_ptx}.f32 {{$0,$1,$2,$3}}, {{$4,$5,$6,$7}}, {{$8,$9}}, "
-                       "{$10,$11,$12,$13};", "=f,=f,=f,=f,r,r,r,r,r,r,f,f,f,f")
+            out = _asm(builder, ir.LiteralStructType([irt] * 4), args,
+                       f"mma.sync.aligned.{shape_ptx}.{acc} {{$0,$1,$2,$3}}, {{$4,$5,$6,$7}}, {{$8,$9}}, "
+                       "{$10,$11,$12,$13};", ",".join([f"={reg}"] * 4 + ["r"] * 6 + [reg] * 4))
             return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
         return sig, codegen
     return mma
@@ -70,6 +77,7 @@ def _mma(shape_ptx: str):
 
 mma_f16 = _mma("m16n8k16.row.col.f32.f16.f16")
 mma_tf32 = _mma("m16n8k8.row.col.f32.tf32.tf32")
+mma_s8 = _mma("m16n8k32.row.col.s32.s8.s8", "s32")
 
 
 def _ldsm(trans: str):
@@ -191,13 +199,30 @@ def unpack_f16(typingctx, bits):
     return sig, codegen
 
 
+def _ld_cg(ptx_type: str, nb, irt, reg: str):
+    @intrinsic
+    def ld_cg(typingctx, array, index):
+        sig = nb(array, types.int64)
+
+        def codegen(context, builder, signature, args):
+            ptr = _address(context, builder, signature.args[0], args[0], args[1])
+            return _asm(builder, irt, [ptr], f"ld.global.cg.{ptx_type} $0, [$1];", f"={reg},l", memory=True)
+        return sig, codegen
+    return ld_cg
+
+
+ld_cg = _ld_cg("f32", types.float32, _F32, "f")
+ld_cg_s32 = _ld_cg("s32", types.int32, _I32, "r")
+
+
 @intrinsic
-def ld_cg(typingctx, array, index):
-    sig = types.float32(array, types.int64)
+def st_s32(typingctx, array, index, value):
+    sig = types.void(array, types.int64, types.int32)
 
     def codegen(context, builder, signature, args):
         ptr = _address(context, builder, signature.args[0], args[0], args[1])
-        return _asm(builder, _F32, [ptr], "ld.global.cg.f32 $0, [$1];", "=f,l", memory=True)
+        _asm(builder, ir.VoidType(), [ptr, args[2]], "st.global.s32 [$0], $1;", "l,r", memory=True)
+        return context.get_dummy_value()
     return sig, codegen
 
 
@@ -215,7 +240,8 @@ cp_async_commit = _no_operand("cp.async.commit_group;")
 CP_ASYNC_WAITS = {f"cp_async_wait{n}": _no_operand(f"cp.async.wait_group {n};") for n in range(4)}
 
 
-INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "ldsm_x4": ldsm_x4, "ldsm_x4_t": ldsm_x4_t,
-              "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16, "tf32": tf32,
-              "cp_async16": cp_async16, "st_v4": st_v4, "ld_cg": ld_cg, "ld_v4": ld_v4,
-              "unpack_f16": unpack_f16, "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}
+INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "mma_s8": mma_s8, "ldsm_x4": ldsm_x4,
+              "ldsm_x4_t": ldsm_x4_t, "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16,
+              "tf32": tf32, "cp_async16": cp_async16, "st_v4": st_v4, "ld_v4": ld_v4, "ld_cg": ld_cg,
+              "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16,
+              "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}

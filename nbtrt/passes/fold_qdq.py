@@ -24,7 +24,7 @@ weight scale. Anything else (asymmetric or per-axis activations, a requantizing 
 Q output read by a non-DQ node, a DQ of a non-constant tensor no Q produced) raises
 :class:`UnsupportedOpError` naming every such node. Runs before ``fold_constants``, which would
 otherwise evaluate the weight DQs and lose their scales and names. A graph without Q/DQ nodes is
-untouched (both dicts exist, empty).
+untouched (both dicts exist, empty); a graph with them is marked ``graph.explicit_quantization``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def run(graph, config, report) -> None:
             setattr(graph, attr, {})
     if not any(n.op in QDQ for n in graph.nodes):
         return
+    graph.explicit_quantization = True  # the model says which kernels are int8 (passes/int8.py)
     apply_rule(graph, FoldWeight(), report, NAME)  # a refused weight stays for fold_constants (float)
     first = len(report.decisions)
     apply_rule(graph, FoldPair(), report, NAME)

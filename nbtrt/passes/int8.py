@@ -20,11 +20,11 @@ and a float32 constant ``mult[m] = s_in · s_w[m]`` — a 1-D vector over the ke
 (conv: all M channels of all groups and merged outputs; gemm: the N columns) — is appended as the
 node's last input (attribute ``int8_multiplier`` holds its index, ``int8_scale`` holds s_in).
 
-int8 storage (:func:`storage`): a conv kernel's output whose every reader is an int8 kernel that
-quantizes it as its input (input 0, so all with the same scale s) is stored as int8 instead of
-float16: the producer's epilogue ends with ``q = clip(rint(y / s), -127, 127)`` (attribute
-``out_scale`` = s) and the readers take q as it is. The same integers as quantizing on load, minus
-the float16 rounding in between, in half the bytes.
+int8 storage (``int8_storage.py``): activations that only int8 kernels read (through max pools and
+concats) are stored as int8, quantized once by their producer. With calibrated scales (implicit
+quantization), an int8 conv whose input cannot be so stored, and which an fp16 build would run on
+tensor cores, stays fp16: quantizing on load runs on CUDA cores, slower than fp16 tensor cores. A
+Q/DQ model (``graph.explicit_quantization``, ``fold_qdq.py``) gets int8 wherever its scales say.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import math
 import numpy as np
 
 from ..groups import kernel_kind
-from ..ir import Graph, Node, TensorType
+from ..ir import Graph, Node
 from ..quant.fake import channel_scales, quantize
-from .rules import is_output
+from . import int8_storage
 from .weights import drop_constants
 
 KINDS = ("conv", "gemm")
@@ -78,21 +78,39 @@ def output_axis(node: Node) -> int:
 def assign(graph: Graph, kernels: list[Node], labels: dict) -> None:
     """Turn every tentative "int8" label into ("int8", why) with quantized weights, or ("fp16", why)."""
     scales = scales_of(graph)
+    for node in kernels:
+        why = refusal(node, scales) if labels[id(node)][0] == "int8" else None
+        if why:
+            labels[id(node)] = ("fp16", why)
+    stored = {id(v): group.scale for group in int8_storage.groups(graph, labels, scales) for v in group.values}
+    explicit = bool(getattr(graph, "explicit_quantization", False))  # Q/DQ: int8 where the model says
     made: dict[int, object] = {}
     old = []
     for node in kernels:
         if labels[id(node)][0] != "int8":
             continue
-        why = refusal(node, scales)
-        if why:
-            labels[id(node)] = ("fp16", why)
-            continue
         x = node.inputs[0]
-        s_in = float(scales[x.name])
+        if id(x) not in stored and not explicit and fp16_tensor_cores(graph, node):
+            labels[id(node)] = ("fp16", f"its input {x.name!r} cannot be stored as int8 (see passes/int8_storage.py) "
+                                "and fp16 tensor cores beat quantizing it on load")
+            continue
+        s_in = float(stored.get(id(x), scales[x.name]))  # int8 storage: the group's scale
         labels[id(node)] = ("int8", f"input {x.name!r} scale {s_in:.4g}, int8 weights per output channel")
         old.append(node.inputs[1])
         quantize_weights(graph, node, s_in, made)
     drop_constants(graph, old)
+
+
+def fp16_tensor_cores(graph: Graph, node: Node) -> bool:
+    """Whether an fp16 build would run this kernel on the pipelined tensor cores: a 2-D conv with a
+    multiple of 8 channels per group, or an ungrouped one reading a network input (``pad_channels.py``
+    pads its channels to 8). Then the int8 kernel, which quantizes on load on CUDA cores unless its
+    input is stored as int8, is the slower one."""
+    x = node.inputs[0]
+    if node.attrs.get("base") != "Conv" or len(x.type.shape or ()) != 4:
+        return False
+    groups = int(node.attrs["base_attrs"].get("group") or 1)
+    return (int(x.type.shape[1]) // groups) % 8 == 0 or (groups == 1 and any(x is i for i in graph.inputs))
 
 
 def quantize_weights(graph: Graph, node: Node, s_in: float, made: dict) -> None:
@@ -130,23 +148,3 @@ def _model_scales(graph: Graph, w, axis: int):
     if not (vec > 0).all():
         return None
     return vec.reshape([n if a == axis else 1 for a in range(w.const.ndim)])
-
-
-def storage(graph: Graph, labels: dict) -> list[Node]:
-    """Store as int8 the float16 conv outputs that only int8 kernels read, as their quantized input;
-    return the producers (their ``out_scale`` set)."""
-    producers = []
-    for node in graph.nodes:
-        label = labels.get(id(node), (None,))[0]
-        if kernel_kind(node) != "conv" or len(node.outputs) != 1 or label not in ("fp16", "int8"):
-            continue
-        v = node.outputs[0]
-        uses = v.uses()
-        if v.type.dtype != "float16" or is_output(graph, v) or not uses:
-            continue
-        if all(i == 0 and labels.get(id(r), (None,))[0] == "int8" and "int8_scale" in r.attrs
-               and sum(x is v for x in r.inputs) == 1 for r, i in uses):
-            v.type = TensorType("int8", v.type.shape)
-            node.attrs["out_scale"] = float(uses[0][0].attrs["int8_scale"])
-            producers.append(node)
-    return producers

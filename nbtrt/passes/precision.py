@@ -15,8 +15,10 @@ fused into it (the most precise wins: fp32 > tf32 > fp16). It gets it when its f
   fp32  strict float32.
   int8  conv and gemm groups with a calibrated input scale compute in int8 (quantized activation,
         int8 weights per output channel, int32 accumulation; ``passes/int8.py``); every other kernel,
-        and every tensor, is as in fp16, except conv outputs that only int8 kernels read (as their
-        quantized input): those are stored as int8 (``int8.storage``).
+        and every tensor, is as in fp16, except activations that only int8 kernels read (as their
+        quantized input; through max pools and concats): those are stored as int8
+        (``int8_storage.py``); an int8 conv whose input is not, and that fp16 tensor cores can run,
+        stays fp16.
 
 The node attribute ``math`` holds the result on every kernel of a family that takes float16
 (``codegen.FLOAT16``) when anything is not fp32; the tensor-core tactics read it, and the reference
@@ -43,7 +45,7 @@ from ..config import BUILD_PRECISIONS, PRECISIONS
 from ..errors import NbtrtError
 from ..groups import Step, group_attrs, group_op, is_view, kernel_kind, sources
 from ..ir import Graph, Node, TensorType, Value
-from . import int8
+from . import int8, int8_storage
 from .rules import is_output
 from .weights import drop_constants
 
@@ -72,9 +74,8 @@ def run(graph: Graph, config, report) -> None:
     if any(p in HALF for p, _ in labels.values()):
         _weights(graph, kernels, labels)
         changed = _buffers(graph, labels)
-        for node in int8.storage(graph, labels):
-            p, why = labels[id(node)]
-            labels[id(node)] = (p, f"{why + '; ' if why else ''}int8 output (scale {node.attrs['out_scale']:.4g})")
+        for node in int8_storage.store(graph, labels, int8.scales_of(graph)):
+            labels[id(node)] = _int8_writer(node, labels[id(node)])
         kernels += _casts(graph, kernels, labels, changed)
     active = any(p in ("fp16", "tf32", "int8") for p, _ in labels.values())
     for node in kernels:
@@ -82,6 +83,16 @@ def run(graph: Graph, config, report) -> None:
         if active and p is not None and supports_float16(kernel_kind(node)):
             node.attrs["math"] = p
         report.precisions[node.name] = (p, why)
+
+
+def _int8_writer(node: Node, label: tuple) -> tuple:
+    """The label of a kernel that writes int8 storage: a conv keeps its precision and lists its
+    outputs' scales; a max pool moves int8 in and out."""
+    if kernel_kind(node) != "conv":
+        return "int8", "int8 in and out (max commutes with quantization)"
+    p, why = label
+    scales = ", ".join(f"{s:.4g}" for s in node.attrs["out_scales"] if s is not None)
+    return p, f"{why + '; ' if why else ''}int8 output (scale {scales})"
 
 
 def choose(node: Node, config) -> tuple[str | None, str | None]:

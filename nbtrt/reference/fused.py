@@ -1,7 +1,7 @@
 """numpy semantics of the fused groups (see groups.py): the anchor op, then each output's slice of
 the anchor's channels through that output's epilogue program. An int8 conv/gemm (``math`` "int8",
 codegen/int8.py) runs its anchor on the quantized operands (an int8-stored input as it is) and scales
-the exact sum per channel; a group with ``out_scale`` stores its output quantized (int8 storage)."""
+the exact sum per channel; an output with a scale in ``out_scales`` is stored quantized (int8 storage)."""
 
 from __future__ import annotations
 
@@ -48,10 +48,11 @@ def make_kernels(kernels: dict) -> dict:
         acc = None
         if a["base"] is not None:
             base = Node(a["base"], [], [], a["base_attrs"], name=node.name)
-            args = _int8_operands(node, inputs) if a.get("math") == "int8" else inputs
+            quantized = "int8_multiplier" in a  # an int8 conv/gemm (an int8 max pool just pools integers)
+            args = _int8_operands(node, inputs) if quantized else inputs
             acc = kernels[a["base"]](base, *args[:a["n_base"]])
             acc = acc[0] if isinstance(acc, tuple) else acc
-            if a.get("math") == "int8":
+            if quantized:
                 acc = _dequantized(node, acc, inputs)
         outs, offset = [], 0
         for i, program in enumerate(a["epilogues"]):
@@ -60,9 +61,9 @@ def make_kernels(kernels: dict) -> dict:
                 part = acc[:, offset:offset + a["splits"][i]]
                 offset += a["splits"][i]
             outs.append(evaluate(program, part, inputs, kernels))
-        if "out_scale" in a:  # int8 storage (passes/int8.py): quantized by the epilogue
+        if a.get("out_scales"):  # int8 storage (passes/int8_storage.py): quantized by the epilogue
             from ..quant.fake import quantize
-            outs = [quantize(o, a["out_scale"]) for o in outs]  # clip(rint(y / s)) as int8
+            outs = [o if s is None else quantize(o, s) for o, s in zip(outs, a["out_scales"])]  # clip(rint(y / s))
         return tuple(outs)
 
     return {GROUP_PREFIX + kind: run_group for kind in set(KIND_OF_BASE.values())}

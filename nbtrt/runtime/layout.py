@@ -7,7 +7,8 @@ for conv weights (O, I, KH, KW) the same formula gives ``(KH·KW·I, 1, KW·I, I
 (kh, kw, c) elements of one output channel contiguous, c fastest).
 
 The rule (``BuildConfig.memory_layout`` "nhwc": ``layout`` "nhwc", or "auto" for fp16 and int8 builds): a value is
-channels-last when it is a non-constant 4-D float tensor that is no graph input or output, no input
+channels-last when it is a non-constant 4-D float (or int8-stored, ``passes/int8.py``) tensor that is no
+graph input or output, no input
 or output of a plugin node (plugins get contiguous tensors), and no input or output of a view
 (Reshape, Flatten, ...) unless it is layout-neutral (the same strides either way, ignoring size-1 dims:
 a [N, C, 1, 1] tensor). The inputs of an in-place Concat live in its output's buffer with the output's
@@ -66,7 +67,7 @@ def _channels_last(graph: Graph) -> dict[int, Value]:
 
 def _candidate(v: Value) -> bool:
     t = v.type
-    return not v.is_constant and t.is_static and len(t.shape) == 4 and t.dtype in FLOATS
+    return not v.is_constant and t.is_static and len(t.shape) == 4 and (t.dtype in FLOATS or t.dtype == "int8")
 
 
 def _concat_groups(graph: Graph) -> list[list[Value]]:

@@ -1,4 +1,4 @@
-"""The tensor-core kernels and the 16-byte vector pools and pads (which the simulator cannot run: no inline PTX
+"""The tensor-core kernels (f16, tf32, s8) and the 16-byte vector pools and pads (which the simulator cannot run: no inline PTX
 there) are generated, type and lower for a real GPU in CI: Numba's CUDA front end (typing and LLVM
 lowering with the inline-PTX intrinsics, no NVVM, GPU or CUDA toolkit needed) compiles each one in a
 process without the simulator. Their numerics are checked on the GPU (tests/gpu/test_mma_gpu.py,
@@ -51,13 +51,26 @@ for base, attrs in [("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[
     spec = pool.emit(node, [channels_last("out0", "float16", node.outputs[0].type.shape)], ins[:len(node.inputs)])
     assert "ld_v4" in spec.source
     cases.append(spec)
-# an fp16 pipelined conv storing its output as int8 for int8 readers (int8 storage: out_scale)
+# an fp16 pipelined conv storing its output as int8 for int8 readers (int8 storage: out_scales)
 node = conv_node((1, 32, 6, 6), (16, 32, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)), "float16", "f16", False)
-node.attrs["out_scale"] = 0.05
+node.attrs["out_scales"] = [0.05]
 ins, outs = nhwc_args(node)
 outs = [TensorArg.contiguous("out0", "int8", node.outputs[0].type.shape)]
 cases.append(conv.emit(node, outs, ins, next(t for t in conv.TACTICS if t.get("algorithm") == "mma_async")))
 assert "quantize_s8" in cases[-1].source
+# int8 tensor cores (mma_async math s8): int8 channels-last input, a 3x3 with a residual into float16,
+# a strided 1x1 with the raw sums, a grouped 3x3 storing int8; each also with split K (int32 partial sums)
+from test_int8_gpu import int8_conv_node
+for x, w, attrs, epilogue, out in [
+        ((2, 32, 9, 9), (40, 32, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)), "residual", "float16"),
+        ((1, 64, 8, 8), (96, 64, 1, 1), dict(kernel_shape=(1, 1), strides=(2, 2)), None, "float32"),
+        ((2, 64, 7, 7), (32, 32, 3, 3), dict(kernel_shape=(3, 3), group=2), "bias_relu", "int8")]:
+    node = int8_conv_node(x, w, attrs, epilogue, out)
+    ins, outs = nhwc_args(node)
+    s8 = [t for t in conv.TACTICS if t.get("algorithm") == "mma_async" and t["math"] == "s8"
+          and conv.valid(node, t, outs, ins)]
+    cases += [conv.emit(node, outs, ins, s8[0]), conv.emit(node, outs, ins, next(t for t in s8 if t.get("splits")))]
+    assert "mma_s8" in cases[-1].source and "st_s32" in cases[-1].source
 from nbtrt.codegen import pad  # a constant pad writing 8 float16 channels per thread (the fp16 stem's input)
 from test_vector_gpu import pad_node
 node = pad_node((2, 3, 6, 5), "float32", [0, 0, 1, 0, 0, 5, 0, 1], None)
@@ -69,4 +82,4 @@ lower_all(cases)
 
 
 def test_tensor_core_kernels_lower_for_the_gpu():
-    assert "30 kernels, 0 failures" in run(SCRIPT)
+    assert "36 kernels, 0 failures" in run(SCRIPT)

@@ -1,0 +1,139 @@
+"""int8 tensor-core convs (``mma_async`` math s8, ``mma.sync m16n8k32 .s8``) on the GPU: int8
+channels-last input (int8 storage), OHWI int8 weights, int32 sums. Without an epilogue, multipliers 1
+and a float32 output, the kernel's result is float32 of the exact integer sum (numpy, int64): compared
+bit for bit. With bias + Relu / a residual and float16 or int8 outputs, against the fused reference.
+Random geometry (padding, strides, groups, channel and pixel counts off the tile), every tile, split
+K; NaN/max-poisoned outputs (the harness)."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "codegen"))
+from harness import expected, run_generated  # noqa: E402
+from test_mma_gpu import BIAS_RELU, CONV, RESIDUAL, nhwc_args  # noqa: E402
+
+from nbtrt.codegen import conv, mma_async  # noqa: E402
+from nbtrt.groups import group_attrs, group_op  # noqa: E402
+from nbtrt.ir import Graph, Node, TensorType  # noqa: E402
+from nbtrt.reference import KERNELS  # noqa: E402
+
+pytestmark = pytest.mark.gpu
+
+
+def int8_conv_node(x_shape, w_shape, attrs, epilogue, out_dtype="float32", scale=0.05):
+    """An int8 conv group: int8 X (stored quantized with ``scale``) and W; ``epilogue`` None (the raw
+    sum), "bias_relu" or "residual" (a float16 residual); the multipliers are the last input."""
+    g = Graph()
+    m = w_shape[0]
+    probe = Node("Conv", [], [], dict(CONV, **attrs), name="probe")
+    y = KERNELS["Conv"](probe, np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32))
+    extra = {None: [], "bias_relu": [((m, 1, 1), "float32")],
+             "residual": [((m, 1, 1), "float32"), (y.shape, "float16")]}[epilogue]
+    program = {None: (), "bias_relu": BIAS_RELU, "residual": RESIDUAL}[epilogue]
+    specs = [(x_shape, "int8"), (w_shape, "int8")] + extra + [((m,), "float32")]
+    ins = [g.add_input(f"x{k}", TensorType(d, s)) for k, (s, d) in enumerate(specs)]
+    node = g.add_node(group_op("Conv"), ins, attrs=group_attrs("Conv", dict(CONV, **attrs), 2, (m,), (program,),
+                                                               ("conv",)), name="conv")
+    node.outputs[0].type = TensorType(out_dtype, y.shape)
+    node.attrs.update(math="int8", int8_scale=scale, int8_multiplier=len(ins) - 1)
+    if out_dtype == "int8":
+        node.attrs["out_scales"] = [0.1]
+    return node
+
+
+def int8_arrays(node, rng, ones=False):
+    arrays = []
+    for k, v in enumerate(node.inputs):
+        shape, dtype = v.type.shape, v.type.dtype
+        if dtype == "int8":
+            arrays.append(rng.integers(-127, 128, shape).astype(np.int8))
+        elif k == len(node.inputs) - 1:
+            arrays.append(np.ones(shape, np.float32) if ones else (rng.random(shape) * 2e-3).astype(np.float32))
+        else:
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+    return arrays
+
+
+def exact_sums(node, arrays):
+    """Σ Wq · Xq in int64 (the reference Conv on float64 integers, exact below 2^53)."""
+    probe = Node("Conv", [], [], dict(node.attrs["base_attrs"]), name="probe")
+    return np.rint(KERNELS["Conv"](probe, arrays[0].astype(np.float64), arrays[1].astype(np.float64))).astype(np.int64)
+
+
+def check_s8(node, tactic, rng, layouts):
+    ins, outs = layouts
+    exact = node.attrs["epilogues"][0] == () and node.outputs[0].type.dtype == "float32"
+    arrays = int8_arrays(node, rng, ones=exact)
+    got, _, spec = run_generated(node, arrays, tactic, out_args=outs, in_args=ins)
+    got = got[0]
+    assert got.dtype == np.int8 or not np.isnan(got).any(), f"unwritten elements\n{spec.source}"
+    if exact:
+        np.testing.assert_array_equal(got, exact_sums(node, arrays).astype(np.float32), err_msg=str(tactic))
+    else:
+        want = expected(node, arrays)[0]
+        tol = 1 if got.dtype == np.int8 else 2e-3 * max(np.abs(want.astype(np.float32)).max(), 1e-3)
+        assert np.abs(got.astype(np.float32) - want.astype(np.float32)).max() <= tol, tactic
+    assert "mma_s8" in spec.source
+    return spec
+
+
+def s8_tactics(node, ins, outs, **fixed):
+    return [t for t in conv.TACTICS if t.get("algorithm") == "mma_async" and t["math"] == "s8"
+            and all(t.get(k, 1) == v for k, v in fixed.items()) and conv.valid(node, t, outs, ins)]
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_s8_conv_on_channels_last_int8(data):
+    n, groups = data.draw(st.integers(1, 3)), data.draw(st.sampled_from([1, 1, 2]))
+    cg, mg = 16 * data.draw(st.integers(1, 5)), data.draw(st.integers(1, 80))
+    k = data.draw(st.sampled_from([1, 1, 3, 3, 5]))
+    s, p = data.draw(st.integers(1, 2)), data.draw(st.integers(0, k // 2 + 1))
+    h, w = data.draw(st.integers(k, 20)), data.draw(st.integers(k, 20))
+    attrs = dict(kernel_shape=(k, k), strides=(s, s), pads=(p, p, p, p), group=groups)
+    epilogue = data.draw(st.sampled_from([None, None, "bias_relu", "residual"]))
+    out = "float32" if epilogue is None else data.draw(st.sampled_from(["float16", "int8"]))
+    node = int8_conv_node((n, cg * groups, h, w), (mg * groups, cg, k, k), attrs, epilogue, out)
+    ins, outs = nhwc_args(node, 16 * data.draw(st.integers(0, 2)), data.draw(st.booleans()))
+    tactics = s8_tactics(node, ins, outs)
+    assert tactics, "no valid s8 tactic"
+    check_s8(node, data.draw(st.sampled_from(tactics)), np.random.default_rng(data.draw(st.integers(0, 99))),
+             (ins, outs))
+
+
+@pytest.mark.parametrize("shape", mma_async.SHAPES)
+def test_every_s8_tile_at_a_resnet_layer(shape):
+    """A 3×3 layer off every tile (200 output channels, 15×15 pixels), exact sums; then with the
+    residual epilogue into float16."""
+    for epilogue, out in ((None, "float32"), ("residual", "float16")):
+        node = int8_conv_node((2, 64, 15, 15), (200, 64, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)),
+                              epilogue, out)
+        ins, outs = nhwc_args(node)
+        tactic = next(t for t in s8_tactics(node, ins, outs)
+                      if (t["bm"], t["bn"], t["wm"], t["wn"], t["stages"]) == shape)
+        spec = check_s8(node, tactic, np.random.default_rng(2), (ins, outs))
+        assert "cp_async16" in spec.source
+
+
+@pytest.mark.parametrize("splits", mma_async.SPLITS)
+def test_s8_split_k_sums_are_exact(splits):
+    """Split K at a batch-1 layer (K = 4608: int32 partial sums through the scratch, bit for bit)."""
+    node = int8_conv_node((1, 512, 7, 7), (80, 512, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)), None)
+    ins, outs = nhwc_args(node)
+    tactic = s8_tactics(node, ins, outs, splits=splits)[0]
+    spec = check_s8(node, tactic, np.random.default_rng(3), (ins, outs))
+    assert spec.grid[2] == splits and "st_s32" in spec.source
+
+
+def test_s8_needs_int8_channels_last_input():
+    node = int8_conv_node((1, 32, 8, 8), (16, 32, 3, 3), dict(kernel_shape=(3, 3)), None)
+    assert not s8_tactics(node, None, None)  # contiguous NCHW / OIHW
+    ins, outs = nhwc_args(node)
+    assert s8_tactics(node, ins, outs)
+    node = int8_conv_node((1, 24, 8, 8), (16, 24, 3, 3), dict(kernel_shape=(3, 3)), None)
+    assert not s8_tactics(node, *nhwc_args(node))  # 24 channels: not whole 16-byte chunks
