@@ -260,6 +260,48 @@ def test_int8_conv_without_int8_input_runs_fp16_tensor_cores():
         assert conv1.outputs[0].type.dtype == "int8" and kernel(graph, "conv2").attrs["math"] == "int8"
 
 
+def residual_model():
+    """x[N,8,5,5] -> conv0+relu = a -> conv1+relu -> conv2 + a, relu -> conv3 -> y: a is read by conv1
+    (input 0) and by conv2's epilogue (the residual)."""
+    rng = np.random.default_rng(2)
+    inits = {f"w{k}": rng.standard_normal((8, 8, 3, 3)) / 8 for k in range(4)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["a"], name="relu0"),
+             helper.make_node("Conv", ["a", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["b"], name="relu1"),
+             helper.make_node("Conv", ["b", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c2", "a"], ["s"], name="add"),
+             helper.make_node("Relu", ["s"], ["r"], name="relu2"),
+             helper.make_node("Conv", ["r", "w3"], ["y"], name="conv3", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "res", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 5, 5])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_int8_storage_of_a_residual():
+    """A block's input read by the next conv and as the residual of a later one is stored as int8:
+    the residual is read dequantized (in_scales) with the group's scale; the engine agrees with its
+    graph's semantics and stays close to fake quantization."""
+    model = residual_model()
+    x = np.random.default_rng(3).standard_normal((2, 8, 5, 5)).astype(np.float32)
+    scales = quant.calibrate(model, [x], "minmax", progress=False)
+    engine = nbtrt.compile(model, precision="int8", dims={"N": 2}, calibration_data=[x], calibrator="minmax")
+    g = engine.graph
+    conv0, conv1, conv2 = (next(n for n in g.nodes if name in n.attrs.get("sources", ())) for name in
+                           ("conv0", "conv1", "conv2"))
+    a = conv0.outputs[0]
+    assert a.type.dtype == "int8" and conv0.attrs["out_scales"] == [conv1.attrs["int8_scale"]]
+    k = next(i for i, v in enumerate(conv2.inputs) if v is a)
+    assert k >= 2 and conv2.attrs["in_scales"][k] == conv1.attrs["int8_scale"]
+    assert conv2.attrs["math"] == "int8" and conv2.outputs[0].type.dtype == "int8"  # read by conv3 only
+    got = engine.run({"x": x})["y"]
+    want = reference.run(g, {"x": x})["y"]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+    fake = quant.run_fake_quant(nbtrt.parse(model), {"x": x}, scales, weights=True)["y"]
+    assert np.abs(got - fake).max() <= 0.05 * np.abs(fake).max()
+
+
 def test_no_int8_storage_for_a_graph_output():
     model, _ = small_model()
     model.graph.output.append(helper.make_tensor_value_info("r1", TensorProto.FLOAT, ["N", 4, 6, 6]))

@@ -120,7 +120,7 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
     for i, out in enumerate(outputs):
         local = chan if offsets[i] == 0 else f"cl{i}"
         full = [coords[0], local] + list(coords[1:])
-        fetch = lambda k, out=out, full=full: load(inputs[k], index_of(inputs[k], out.shape, full), "float32")
+        fetch = lambda k, out=out, full=full: operand(node, inputs, k, index_of(inputs[k], out.shape, full))
         body, result = epilogue.emit(node.attrs["epilogues"][i], value, fetch, "float32", prefix=f"e{i}_")
         body = ([f"{local} = {chan} - {offsets[i]}"] if offsets[i] else []) + body
         body.append(store_element(node, i, out, index_of(out, out.shape, full), result))
@@ -130,6 +130,15 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
         lines.append(test)
         lines += ["    " + b for b in body]
     return lines
+
+
+def operand(node: Node, inputs: list[TensorArg | None], k: int, index: str) -> str:
+    """Epilogue operand ``k`` at ``index`` as float32; an int8-stored one (``in_scales``, a residual)
+    dequantized: ``float32(q) · s``."""
+    scale = (node.attrs.get("in_scales") or [None] * len(inputs))[k]
+    if inputs[k].dtype == "int8" and scale is not None:
+        return f"float32({inputs[k].param}[{index}]) * {literal(scale)}"
+    return load(inputs[k], index, "float32")
 
 
 def store_element(node: Node, i: int, out: TensorArg, index: str, value: str) -> str:
@@ -142,30 +151,32 @@ def store_element(node: Node, i: int, out: TensorArg, index: str, value: str) ->
 
 
 def run_storable(node: Node, g: ConvGeom, outputs: list[TensorArg]) -> bool:
-    """Whether 8 consecutive output channels can leave as one 16-byte store: one float16
-    channels-last output whose every run of 8 channels starts 16-byte aligned, Mg a multiple of 8."""
-    return len(outputs) == 1 and runs_of_8(outputs[0]) and g.mg % 8 == 0
+    """Whether 8 consecutive output channels can leave as one vector store: one float16 (or int8)
+    channels-last output whose every run of 8 channels starts 16-byte (8-byte) aligned, Mg a multiple
+    of 8."""
+    return len(outputs) == 1 and (runs_of_8(outputs[0]) or runs_of_8(outputs[0], "int8")) and g.mg % 8 == 0
 
 
 def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], chan: str,
                     coords: list[str], values: list[str]) -> list[str]:
     """Lines that put ``values`` (channels ``chan`` + 0..7 at ``coords``) through the epilogue and store
-    them as one 16-byte vector (see :func:`run_storable`): the operands of all eight are loaded first,
-    a float16 channels-last operand (a residual) as one 16-byte load too."""
+    them as one vector (see :func:`run_storable`; an int8 output quantized, 8 bytes): the operands of
+    all eight are loaded first, a channels-last residual as one vector load too (float16: 16 bytes;
+    int8: 8 bytes, dequantized)."""
     out = outputs[0]
     loads: list[str] = []
     runs: dict[int, str] = {}  # operand -> the prefix of its eight widened values
+    scales = node.attrs.get("in_scales") or [None] * len(inputs)
 
     def fetch(k, full, e):
         a = inputs[k]
-        if runs_of_8(a) and a.shape[1] == out.shape[1]:
+        if a.shape[1] == out.shape[1] and (runs_of_8(a) or runs_of_8(a, "int8") and scales[k] is not None):
             if k not in runs:
                 runs[k] = f"r{k}_"
-                loads.append(f"q0, q1, q2, q3 = ld_v4({a.param}, {index_of(a, out.shape, full)})")
-                loads.extend(f"r{k}_{2 * j}, r{k}_{2 * j + 1} = unpack_f16(q{j})" for j in range(4))
+                loads.extend(_run_load(a, index_of(a, out.shape, full), f"r{k}_", scales[k]))
             return f"{runs[k]}{e}"
         name = f"f{sum(line.startswith('f') for line in loads)}"
-        loads.append(f"{name} = {load(a, index_of(a, out.shape, full), 'float32')}")
+        loads.append(f"{name} = {operand(node, inputs, k, index_of(a, out.shape, full))}")
         return name
 
     bodies, results = [], []
@@ -175,9 +186,25 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
                                      "float32", prefix=f"e{e}_")
         bodies += body
         results.append(result)
-    words = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
     at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
+    if out.dtype == "int8":
+        scale = literal(node.attrs["out_scales"][0])
+        quantized = [f"quantize_s8({r}, {scale})" for r in results]
+        words = [f"pack_s8({', '.join(quantized[e:e + 4])})" for e in (0, 4)]
+        return loads + bodies + [f"st_v2({out.param}, {at}, {', '.join(words)})"]
+    words = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
     return loads + bodies + [f"st_v4({out.param}, {at}, {', '.join(words)})"]
+
+
+def _run_load(a: TensorArg, index: str, prefix: str, scale) -> list[str]:
+    """Lines loading 8 channels of ``a`` at ``index`` as float32 ``prefix``0..7: one 16-byte load of
+    float16, or one 8-byte load of int8 dequantized with ``scale``."""
+    if a.dtype == "int8":
+        lines = [f"q0, q1 = ld_v2({a.param}, {index})"]
+        lines += [f"i{4 * j}, i{4 * j + 1}, i{4 * j + 2}, i{4 * j + 3} = unpack_s8(q{j})" for j in range(2)]
+        return lines + [f"{prefix}{e} = float32(i{e}) * {literal(scale)}" for e in range(8)]
+    return ([f"q0, q1, q2, q3 = ld_v4({a.param}, {index})"]
+            + [f"{prefix}{2 * j}, {prefix}{2 * j + 1} = unpack_f16(q{j})" for j in range(4)])
 
 
 def _total(node: Node, outputs: list[TensorArg]) -> int:

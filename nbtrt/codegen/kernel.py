@@ -98,10 +98,11 @@ def same_strides(shape, a, b) -> bool:
     return all(x == y for d, x, y in zip(shape, a, b) if d != 1)
 
 
-def runs_of_8(a: TensorArg) -> bool:
-    """Whether ``a`` is float16 channels-last (dim 1 contiguous) with every run of 8 channels at a
-    16-byte aligned address: kernels may then move 8 channels per 16-byte load or store."""
-    return (a.dtype == "float16" and len(a.shape) >= 3 and a.strides[1] == 1 and a.shape[1] % 8 == 0
+def runs_of_8(a: TensorArg, dtype: str = "float16") -> bool:
+    """Whether ``a`` is ``dtype`` channels-last (dim 1 contiguous) with every run of 8 channels at an
+    aligned address (16 bytes for float16, 8 for int8): kernels may then move 8 channels per vector
+    load or store."""
+    return (a.dtype == dtype and len(a.shape) >= 3 and a.strides[1] == 1 and a.shape[1] % 8 == 0
             and a.offset % 8 == 0 and all(s % 8 == 0 for k, s in enumerate(a.strides) if k != 1 and a.shape[k] > 1))
 
 

@@ -320,8 +320,9 @@ MIN_SLICES = 4  # K slices a split-K part should have at least
 
 def pick(m: int, n: int, z: int, k: int, math: str = "f16") -> dict | None:
     """A tile without tuning: the largest that fills the GPU's SMs once; else a 64×64 tile with K split
-    into as many parts (of at least MIN_SLICES slices) as fill the SMs about once; None when even
-    that leaves most SMs idle."""
+    into as many parts (of at least MIN_SLICES slices) as fill the SMs about once; else the smallest
+    tile, but for f16 None when that leaves most SMs idle (``mma_tiled`` then does better; s8 has no
+    other tensor-core kernel)."""
     from .tiled import SMS
     blocks = lambda t: -(-m // t["bm"]) * -(-n // t["bn"]) * z
     tactics = [t for t in TACTICS if t["math"] == math]
@@ -334,7 +335,7 @@ def pick(m: int, n: int, z: int, k: int, math: str = "f16") -> dict | None:
     parts = [s for s in SPLITS if blocks(split) * s <= SMS * 5 // 4 and -(-k // bk) >= MIN_SLICES * s]
     if parts:
         return dict(split, splits=parts[-1])
-    return dict(shapes[-1]) if blocks(shapes[-1]) >= SMS // 2 else None
+    return dict(shapes[-1]) if blocks(shapes[-1]) >= SMS // 2 or math == "s8" else None
 
 
 def launch(t: AsyncTile, m_total: int, n_total: int, z: int):

@@ -28,6 +28,9 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
 - ``ld_v4(array, index)`` → 4 uint32: ``ld.global.v4.b32``, the 16 bytes at element ``index`` of a
   global array (16-byte aligned), e.g. eight halves that ``unpack_f16`` widens.
 - ``unpack_f16(bits)`` → 2 float32: the halves in the low and high 16 bits of a 32-bit register.
+- ``st_v2(array, index, r0, r1)`` / ``ld_v2(array, index)``: the same with 8 bytes (8-byte aligned),
+  e.g. eight int8; ``pack_s8(a, b, c, d)`` → uint32: the low bytes of four int32 (``prmt``), a in
+  the lowest; ``unpack_s8(bits)`` → 4 int32: its four bytes sign-extended (``bfe.s32``), lowest first.
 - ``ld_cg(array, index)`` → float32: ``ld.global.cg.f32``, element ``index`` of a float32 global array
   read through L2 only (never a stale L1 line: for data other blocks of the same launch wrote);
   ``ld_cg_s32(array, index)`` → int32 reads the element's 32 bits as an integer, and ``st_s32(array,
@@ -189,6 +192,50 @@ def ld_v4(typingctx, array, index):
 
 
 @intrinsic
+def st_v2(typingctx, array, index, r0, r1):
+    sig = types.void(array, types.int64, types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        ptr = _address(context, builder, signature.args[0], args[0], args[1])
+        _asm(builder, ir.VoidType(), [ptr] + list(args[2:]), "st.global.v2.b32 [$0], {$1,$2};", "l,r,r", memory=True)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def ld_v2(typingctx, array, index):
+    sig = types.UniTuple(types.uint32, 2)(array, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = _address(context, builder, signature.args[0], args[0], args[1])
+        out = _asm(builder, ir.LiteralStructType([_I32] * 2), [ptr], "ld.global.v2.b32 {$0,$1}, [$2];", "=r,=r,l")
+        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(2)])
+    return sig, codegen
+
+
+@intrinsic
+def pack_s8(typingctx, a, b, c, d):
+    sig = types.uint32(types.int32, types.int32, types.int32, types.int32)
+
+    def codegen(context, builder, signature, args):
+        return _asm(builder, _I32, list(args), "{ .reg .b32 lo, hi; prmt.b32 lo, $1, $2, 0x0040; "
+                    "prmt.b32 hi, $3, $4, 0x0040; prmt.b32 $0, lo, hi, 0x5410; }", "=r,r,r,r,r")
+    return sig, codegen
+
+
+@intrinsic
+def unpack_s8(typingctx, bits):
+    sig = types.UniTuple(types.int32, 4)(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        out = _asm(builder, ir.LiteralStructType([_I32] * 4), list(args),
+                   "bfe.s32 $0, $4, 0, 8; bfe.s32 $1, $4, 8, 8; bfe.s32 $2, $4, 16, 8; bfe.s32 $3, $4, 24, 8;",
+                   "=r,=r,=r,=r,r")
+        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+    return sig, codegen
+
+
+@intrinsic
 def unpack_f16(typingctx, bits):
     sig = types.UniTuple(types.float32, 2)(types.uint32)
 
@@ -243,5 +290,6 @@ CP_ASYNC_WAITS = {f"cp_async_wait{n}": _no_operand(f"cp.async.wait_group {n};") 
 INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "mma_s8": mma_s8, "ldsm_x4": ldsm_x4,
               "ldsm_x4_t": ldsm_x4_t, "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16,
               "tf32": tf32, "cp_async16": cp_async16, "st_v4": st_v4, "ld_v4": ld_v4, "ld_cg": ld_cg,
-              "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16,
+              "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16, "st_v2": st_v2,
+              "ld_v2": ld_v2, "pack_s8": pack_s8, "unpack_s8": unpack_s8,
               "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}

@@ -17,8 +17,10 @@ A group is stored as int8 with scale s when
 - every value in it is a float activation, no graph output, and made by a conv kernel (fp16 or int8
   math; the epilogue quantizes: attribute ``out_scales``, one entry per output) or by the group's
   own max pools and concats;
-- every read of a value in it is by the group's max pools and concats, or by an int8 conv/gemm as
-  its input 0 (once); there is at least one such int8 reader.
+- every read of a value in it is by the group's max pools and concats, by an int8 conv/gemm as its
+  input 0 (once), or by a conv kernel's epilogue (a residual: input 2 or later, once), which
+  dequantizes it, ``float32(q) · s`` (attribute ``in_scales``: s per input, None for the others);
+  there is at least one int8 reader of input 0.
 
 s is the largest of those readers' calibrated input scales (through a max pool the input's and the
 output's calibrations differ; the largest clips none of them), and every reader takes it as its
@@ -91,12 +93,17 @@ def _scale(graph: Graph, vs: list[Value], labels: dict, scales: dict) -> float |
         if not through and not (kernel_kind(p) == "conv" and labels.get(id(p), (None,))[0] in ("fp16", "int8")):
             return None
         for r, i in v.uses():
-            if passes_through(r, i) and id(r.outputs[0]) in ids:
+            if passes_through(r, i) and id(r.outputs[0]) in ids or _residual(r, i, v):
                 continue
             if i != 0 or labels.get(id(r), (None,))[0] != "int8" or sum(x is v for x in r.inputs) != 1:
                 return None
             found.add(float(r.attrs.get("int8_scale", scales[v.name])))
     return max(found) if found else None
+
+
+def _residual(node: Node, index: int, v: Value) -> bool:
+    """Whether ``v`` is read once by a conv kernel's epilogue (input 2 or later: not X, not W)."""
+    return kernel_kind(node) == "conv" and index >= 2 and sum(x is v for x in node.inputs) == 1
 
 
 def store(graph: Graph, labels: dict, scales: dict) -> list[Node]:
@@ -112,4 +119,7 @@ def store(graph: Graph, labels: dict, scales: dict) -> list[Node]:
                 out[next(k for k, o in enumerate(p.outputs) if o is v)] = group.scale
             if kernel_kind(p) is not None and all(w is not p for w in writers):
                 writers.append(p)
+            for r, i in v.uses():
+                if _residual(r, i, v):
+                    r.attrs.setdefault("in_scales", [None] * len(r.inputs))[i] = group.scale
     return writers

@@ -1,7 +1,8 @@
 """numpy semantics of the fused groups (see groups.py): the anchor op, then each output's slice of
 the anchor's channels through that output's epilogue program. An int8 conv/gemm (``math`` "int8",
 codegen/int8.py) runs its anchor on the quantized operands (an int8-stored input as it is) and scales
-the exact sum per channel; an output with a scale in ``out_scales`` is stored quantized (int8 storage)."""
+the exact sum per channel; an output with a scale in ``out_scales`` is stored quantized, an operand
+with one in ``in_scales`` is read dequantized (int8 storage)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,8 @@ def make_kernels(kernels: dict) -> dict:
             acc = acc[0] if isinstance(acc, tuple) else acc
             if quantized:
                 acc = _dequantized(node, acc, inputs)
+        if a.get("in_scales"):  # int8-stored epilogue operands (residuals), dequantized: float32(q) * s
+            inputs = [x if s is None else x.astype(np.float32) * np.float32(s) for x, s in zip(inputs, a["in_scales"])]
         outs, offset = [], 0
         for i, program in enumerate(a["epilogues"]):
             part = acc

@@ -27,14 +27,15 @@ pytestmark = pytest.mark.gpu
 
 def int8_conv_node(x_shape, w_shape, attrs, epilogue, out_dtype="float32", scale=0.05):
     """An int8 conv group: int8 X (stored quantized with ``scale``) and W; ``epilogue`` None (the raw
-    sum), "bias_relu" or "residual" (a float16 residual); the multipliers are the last input."""
+    sum), "bias_relu", "residual" (a float16 residual) or "residual_int8" (an int8-stored one, read
+    dequantized: ``in_scales``); the multipliers are the last input."""
     g = Graph()
     m = w_shape[0]
     probe = Node("Conv", [], [], dict(CONV, **attrs), name="probe")
     y = KERNELS["Conv"](probe, np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32))
-    extra = {None: [], "bias_relu": [((m, 1, 1), "float32")],
-             "residual": [((m, 1, 1), "float32"), (y.shape, "float16")]}[epilogue]
-    program = {None: (), "bias_relu": BIAS_RELU, "residual": RESIDUAL}[epilogue]
+    extra = {None: [], "bias_relu": [((m, 1, 1), "float32")], "residual": [((m, 1, 1), "float32"), (y.shape, "float16")],
+             "residual_int8": [((m, 1, 1), "float32"), (y.shape, "int8")]}[epilogue]
+    program = {None: (), "bias_relu": BIAS_RELU, "residual": RESIDUAL, "residual_int8": RESIDUAL}[epilogue]
     specs = [(x_shape, "int8"), (w_shape, "int8")] + extra + [((m,), "float32")]
     ins = [g.add_input(f"x{k}", TensorType(d, s)) for k, (s, d) in enumerate(specs)]
     node = g.add_node(group_op("Conv"), ins, attrs=group_attrs("Conv", dict(CONV, **attrs), 2, (m,), (program,),
@@ -43,6 +44,8 @@ def int8_conv_node(x_shape, w_shape, attrs, epilogue, out_dtype="float32", scale
     node.attrs.update(math="int8", int8_scale=scale, int8_multiplier=len(ins) - 1)
     if out_dtype == "int8":
         node.attrs["out_scales"] = [0.1]
+    if epilogue == "residual_int8":
+        node.attrs["in_scales"] = [None, None, None, 0.02, None]
     return node
 
 
@@ -96,7 +99,7 @@ def test_s8_conv_on_channels_last_int8(data):
     s, p = data.draw(st.integers(1, 2)), data.draw(st.integers(0, k // 2 + 1))
     h, w = data.draw(st.integers(k, 20)), data.draw(st.integers(k, 20))
     attrs = dict(kernel_shape=(k, k), strides=(s, s), pads=(p, p, p, p), group=groups)
-    epilogue = data.draw(st.sampled_from([None, None, "bias_relu", "residual"]))
+    epilogue = data.draw(st.sampled_from([None, None, "bias_relu", "residual", "residual_int8"]))
     out = "float32" if epilogue is None else data.draw(st.sampled_from(["float16", "int8"]))
     node = int8_conv_node((n, cg * groups, h, w), (mg * groups, cg, k, k), attrs, epilogue, out)
     ins, outs = nhwc_args(node, 16 * data.draw(st.integers(0, 2)), data.draw(st.booleans()))
@@ -137,3 +140,37 @@ def test_s8_needs_int8_channels_last_input():
     assert s8_tactics(node, ins, outs)
     node = int8_conv_node((1, 24, 8, 8), (16, 24, 3, 3), dict(kernel_shape=(3, 3)), None)
     assert not s8_tactics(node, *nhwc_args(node))  # 24 channels: not whole 16-byte chunks
+
+
+def test_int8_engine_runs_s8_tensor_cores_with_int8_residuals():
+    """An int8 build of a residual network with 32 channels: the convs after the first read int8
+    channels-last tensors and run the s8 kernel, a residual is read as int8; the engine matches its
+    graph's own semantics (the reference) at two batch sizes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    import nbtrt
+    from nbtrt import reference
+    rng = np.random.default_rng(5)
+    inits = {f"w{k}": (rng.standard_normal((32, 32, 3, 3)) / 16).astype(np.float32) for k in range(4)}
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c0"], ["a"]),
+             helper.make_node("Conv", ["a", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["b"]),
+             helper.make_node("Conv", ["b", "w2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Add", ["c2", "a"], ["s"]),
+             helper.make_node("Relu", ["s"], ["r"]), helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2],
+                                                                      strides=[2, 2]),
+             helper.make_node("Conv", ["p", "w3"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "res", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32, 14, 14])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 32, 7, 7])],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    calib = [rng.standard_normal((8, 32, 14, 14)).astype(np.float32) for _ in range(2)]
+    for batch in (1, 16):
+        engine = nbtrt.compile(model, precision="int8", dims={"N": batch}, calibration_data=calib)
+        s8 = [k for k in engine.kernels if k.spec.tactic.get("math") == "s8"]
+        assert len(s8) == 3, [k.spec.tactic for k in engine.kernels]
+        assert any(n.attrs.get("in_scales") for n in engine.graph.nodes)
+        x = rng.standard_normal((batch, 32, 14, 14)).astype(np.float32)
+        got = engine.run({"x": x})["y"]
+        want = reference.run(engine.graph, {"x": x})["y"]
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=2e-3 * np.abs(want).max())
