@@ -2,7 +2,8 @@
 
     python benchmarks/profile_kernels.py MODEL.onnx|zoo:NAME|tv:resnet50 [--batch 64] [--top 25] [--precision fp16]
 
-``tv:NAME`` exports a torchvision network (random weights) to ONNX first (needs torch).
+``tv:NAME`` exports a torchvision network (random weights) to ONNX first (needs torch). ``--precision
+int8`` calibrates on 16 standard-normal inputs.
 """
 
 from __future__ import annotations
@@ -37,19 +38,26 @@ def main() -> None:
     parser.add_argument("model")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "fp16"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "fp16", "int8"])
     args = parser.parse_args()
     import nbtrt
-    engine = nbtrt.compile(model_path(args.model), precision=args.precision, dims={"N": args.batch})
+    path = model_path(args.model)
+    rng = np.random.default_rng(0)
+    int8 = {}
+    if args.precision == "int8":
+        v = nbtrt.parse(path).inputs[0]
+        shape = [8 if isinstance(d, str) else d for d in v.type.shape]
+        int8 = dict(calibration_data=[rng.standard_normal(shape).astype(np.float32) for _ in range(2)])
+    engine = nbtrt.compile(path, precision=args.precision, dims={"N": args.batch}, **int8)
     ctx = engine.create_context()
     v = engine.graph.inputs[0]
-    x = np.random.default_rng(0).standard_normal(v.type.shape).astype(v.type.dtype)
+    x = rng.standard_normal(v.type.shape).astype(v.type.dtype)
     rows = ctx.profile({v.name: x})
     total = sum(r["ms"] for r in rows)
     print(f"{len(rows)} kernels, {total:.3f} ms in all (sum of solo launches)")
     for r in sorted(rows, key=lambda r: -r["ms"])[:args.top]:
         print(f"{r['ms']:8.3f} ms {100 * r['ms'] / total:5.1f}%  {r['kind']:8s} {r['name'][:40]:40s} "
-              f"grid {r['grid']} block {r['block']} {r['tactic']}")
+              f"grid {r['grid']} block {r['block']} {r['tactic']} {r.get('dtypes', '')}")
     by_kind = {}
     for r in rows:
         by_kind[r["kind"]] = by_kind.get(r["kind"], 0) + r["ms"]

@@ -20,7 +20,7 @@ from math import prod
 from ..errors import UnsupportedOpError
 from ..ir import Node
 from ..ops.window import forward_shape, kernel_from_attr, transpose_shape, window_attrs
-from . import epilogue
+from . import epilogue, int8
 from .kernel import TensorArg, index_of, literal, load, runs_of_8, store
 
 
@@ -146,7 +146,7 @@ def store_element(node: Node, i: int, out: TensorArg, index: str, value: str) ->
     output, or quantized with the output's scale (``out_scales[i]``) into an int8 one
     (``int8.quantize_function``)."""
     if out.dtype == "int8":
-        return f"{out.param}[{index}] = int8(quantize_s8({value}, {literal(node.attrs['out_scales'][i])}))"
+        return f"{out.param}[{index}] = int8(quantize_s8({value}, {int8.inverse(node.attrs['out_scales'][i])}))"
     return store(out, index, value, "float32")
 
 
@@ -188,7 +188,7 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
         results.append(result)
     at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
     if out.dtype == "int8":
-        scale = literal(node.attrs["out_scales"][0])
+        scale = int8.inverse(node.attrs["out_scales"][0])
         quantized = [f"quantize_s8({r}, {scale})" for r in results]
         words = [f"pack_s8({', '.join(quantized[e:e + 4])})" for e in (0, 4)]
         return loads + bodies + [f"st_v2({out.param}, {at}, {', '.join(words)})"]

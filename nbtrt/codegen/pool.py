@@ -105,7 +105,7 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
     nsp, is_max = len(geo), base == "MaxPool"
     acc_shape = tuple(x.shape[:2]) + tuple(g[6] for g in geo)
     indices = outputs[len(programs)] if is_max and len(outputs) > len(programs) else None
-    lanes = LANES if indices is None and len(programs) == 1 and _runs_of_8(x, outputs[0]) else 1
+    lanes = LANES if indices is None and len(programs) == 1 and _runs_of_8(x, outputs[0], is_max, programs[0]) else 1
     coords = [f"c{a}" for a in range(len(acc_shape))]
     space = (acc_shape[0], acc_shape[1] // lanes) + acc_shape[2:]  # a thread's channels: c1..c1+lanes-1
     total = int(np.prod(space, dtype=np.int64))
@@ -119,7 +119,8 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
         start = f"c{2 + i}" + (f" * {s}" if s != 1 else "") + (f" - {pb}" if pb else "")
         body.append(f"p{2 + i} = {start}  # window start, axis {2 + i}")
     accs = [f"acc{e}" for e in range(lanes)] if lanes > 1 else ["acc"]
-    body += [f"{a} = {lowest(cd) if is_max else literal(0, cd)}" for a in accs]
+    first = "int32(-128)" if lanes > 1 and x.dtype == "int8" else lowest(cd) if is_max else literal(0, cd)
+    body += [f"{a} = {first}" for a in accs]
     if indices is not None:
         body.append("arg = int64(-1)")
     inner = _accumulate_run(x, is_max) if lanes > 1 else _accumulate(geo, x, cd, is_max, indices, attrs)
@@ -141,7 +142,7 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
     src.append(f"# {base} " + "; ".join(f"axis {2 + i}: size {n} kernel {k} stride {s} dilation {d} "
                                         f"pads {pb},{pe} out {o}" for i, (n, k, s, d, pb, pe, o) in enumerate(geo)))
     if lanes > 1:
-        src.append(f"# each thread pools {lanes} consecutive channels: 16-byte loads and stores of float16")
+        src.append(f"# each thread pools {lanes} consecutive channels: vector loads and stores of {x.dtype}")
     src += [f"def {name}({', '.join(params)}):"] + indent(lines)
     blocks = grid_blocks(total, threads, t)
     dtypes = {a.param: a.dtype for a in outputs + [a for a in inputs if a is not None]}
@@ -149,23 +150,32 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
                       [dtypes[p] for p in params], t)
 
 
-LANES = 8  # float16 channels per 16-byte run
+LANES = 8  # channels per vector run: 16 bytes of float16, 8 of int8
 
 
-def _runs_of_8(x: TensorArg, out: TensorArg) -> bool:
-    """Whether each thread can pool 8 channels at once (on a GPU: the simulator has no vector loads)."""
-    return not simulated() and runs_of_8(x) and runs_of_8(out)
+def _runs_of_8(x: TensorArg, out: TensorArg, is_max: bool, program) -> bool:
+    """Whether each thread can pool 8 channels at once (on a GPU: the simulator has no vector loads):
+    float16, or an int8 max pool without epilogue (int8 storage)."""
+    if simulated():
+        return False
+    return (runs_of_8(x) and runs_of_8(out)) or (is_max and not program and runs_of_8(x, "int8")
+                                                 and runs_of_8(out, "int8"))
 
 
 def _accumulate_run(x: TensorArg, is_max: bool) -> list[str]:
-    """The innermost lines for 8 channels: one 16-byte load at ``at``, widened, into acc0..acc7."""
-    lines = [f"r0, r1, r2, r3 = ld_v4({x.param}, at)"]
-    lines += [f"v{2 * r}, v{2 * r + 1} = unpack_f16(r{r})" for r in range(LANES // 2)]
+    """The innermost lines for 8 channels: one vector load at ``at``, widened (float16 to float32,
+    int8 to int32), into acc0..acc7."""
+    if x.dtype == "int8":
+        lines = [f"r0, r1 = ld_v2({x.param}, at)"]
+        lines += [f"v{4 * r}, v{4 * r + 1}, v{4 * r + 2}, v{4 * r + 3} = unpack_s8(r{r})" for r in range(2)]
+    else:
+        lines = [f"r0, r1, r2, r3 = ld_v4({x.param}, at)"]
+        lines += [f"v{2 * r}, v{2 * r + 1} = unpack_f16(r{r})" for r in range(LANES // 2)]
     return lines + [f"acc{e} = max(acc{e}, v{e})" if is_max else f"acc{e} += v{e}" for e in range(LANES)]
 
 
 def _store_run(program, out: TensorArg, inputs, coords, cd) -> list[str]:
-    """Each of the 8 channels through the epilogue, then one 16-byte store."""
+    """Each of the 8 channels through the epilogue, then one vector store."""
     lines, results = [], []
     for e in range(LANES):
         at = [coords[0], f"c1 + {e}"] + coords[2:]
@@ -173,8 +183,12 @@ def _store_run(program, out: TensorArg, inputs, coords, cd) -> list[str]:
         body, result = epilogue.emit(program, f"acc{e}", fetch, cd, f"e{e}_")
         lines += body
         results.append(result)
+    at = index_of(out, out.shape, coords)
+    if out.dtype == "int8":  # int32 maxima of int8 values: pack their low bytes
+        words = [f"pack_s8({', '.join(results[e:e + 4])})" for e in (0, 4)]
+        return lines + [f"st_v2({out.param}, {at}, {', '.join(words)})"]
     packed = ", ".join(f"pack_f16({results[2 * r]}, {results[2 * r + 1]})" for r in range(LANES // 2))
-    return lines + [f"st_v4({out.param}, {index_of(out, out.shape, coords)}, {packed})"]
+    return lines + [f"st_v4({out.param}, {at}, {packed})"]
 
 
 def _accumulate(geo, x: TensorArg, cd, is_max, indices, attrs) -> list[str]:

@@ -19,12 +19,11 @@ A group is stored as int8 with scale s when
   own max pools and concats;
 - every read of a value in it is by the group's max pools and concats, by an int8 conv/gemm as its
   input 0 (once), or by a conv kernel's epilogue (a residual: input 2 or later, once), which
-  dequantizes it, ``float32(q) · s`` (attribute ``in_scales``: s per input, None for the others);
-  there is at least one int8 reader of input 0.
+  dequantizes it, ``float32(q) · s`` (attribute ``in_scales``: s per input, None for the others).
 
-s is the largest of those readers' calibrated input scales (through a max pool the input's and the
+s is the largest of the int8 readers' calibrated input scales (through a max pool the input's and the
 output's calibrations differ; the largest clips none of them), and every reader takes it as its
-input scale (``int8.assign``).
+input scale (``int8.assign``); a group only residuals read takes its values' own calibrated scale.
 """
 
 from __future__ import annotations
@@ -83,8 +82,9 @@ def groups(graph: Graph, labels: dict, scales: dict) -> list[Group]:
 
 def _scale(graph: Graph, vs: list[Value], labels: dict, scales: dict) -> float | None:
     """The group's scale: the largest input scale of its int8 readers (they may differ through a max
-    pool; the largest clips none of them); None when the group cannot be int8."""
-    ids, found = {id(v) for v in vs}, set()
+    pool; the largest clips none of them); without any, the largest calibrated scale of the values
+    residuals read; None when the group cannot be int8."""
+    ids, found, residual = {id(v) for v in vs}, set(), set()
     for v in vs:
         p = v.producer()
         if v.is_constant or v.type.dtype not in FLOATS or is_output(graph, v) or p is None:
@@ -93,12 +93,17 @@ def _scale(graph: Graph, vs: list[Value], labels: dict, scales: dict) -> float |
         if not through and not (kernel_kind(p) == "conv" and labels.get(id(p), (None,))[0] in ("fp16", "int8")):
             return None
         for r, i in v.uses():
-            if passes_through(r, i) and id(r.outputs[0]) in ids or _residual(r, i, v):
+            if passes_through(r, i) and id(r.outputs[0]) in ids:
+                continue
+            if _residual(r, i, v):
+                residual.add(scales.get(v.name))
                 continue
             if i != 0 or labels.get(id(r), (None,))[0] != "int8" or sum(x is v for x in r.inputs) != 1:
                 return None
             found.add(float(r.attrs.get("int8_scale", scales[v.name])))
-    return max(found) if found else None
+    if found:
+        return max(found)
+    return max(residual) if residual and None not in residual else None
 
 
 def _residual(node: Node, index: int, v: Value) -> bool:

@@ -24,9 +24,12 @@ QMAX = 127
 
 
 def quantize(x, scale) -> np.ndarray:
-    """``clip(rint(x / scale), -127, 127)`` as int8 (``scale`` a scalar or broadcastable array)."""
+    """``clip(rint(x / scale), -127, 127)`` as int8 (``scale`` a scalar or broadcastable array), the
+    division done as the kernels do it: a float32 multiply by ``1 / scale`` rounded to float32 (which
+    can land one step from a true division only where x / scale lies within an ulp of a half)."""
     x = np.asarray(x, dtype=np.float32)
-    return np.clip(np.rint(x / np.asarray(scale, dtype=np.float32)), -QMAX, QMAX).astype(np.int8)
+    inverse = np.float32(1.0) / np.asarray(scale, dtype=np.float32)
+    return np.clip(np.rint(x * inverse), -QMAX, QMAX).astype(np.int8)
 
 
 def dequantize(q, scale) -> np.ndarray:

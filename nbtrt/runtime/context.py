@@ -90,7 +90,7 @@ class ExecutionContext:
         for k, (fn, grid, block, args) in zip(self.engine.kernels, self._backend.launches):
             ms = self._backend.drv.time_launches(fn, grid, block, args, self._backend.stream, repeats)
             rows.append({"name": k.node_name, "kind": k.kind, "ms": ms, "grid": grid, "block": block,
-                         "tactic": k.spec.tactic})
+                         "tactic": k.spec.tactic, "dtypes": "/".join(k.spec.param_dtypes)})
         return rows
 
     def run_async(self, inputs: dict, stream) -> dict:

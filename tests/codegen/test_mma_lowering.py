@@ -1,4 +1,4 @@
-"""The tensor-core kernels (f16, tf32, s8) and the 16-byte vector pools and pads (which the simulator cannot run: no inline PTX
+"""The tensor-core kernels (f16, tf32, s8) and the vector pools and pads (which the simulator cannot run: no inline PTX
 there) are generated, type and lower for a real GPU in CI: Numba's CUDA front end (typing and LLVM
 lowering with the inline-PTX intrinsics, no NVVM, GPU or CUDA toolkit needed) compiles each one in a
 process without the simulator. Their numerics are checked on the GPU (tests/gpu/test_mma_gpu.py,
@@ -51,6 +51,11 @@ for base, attrs in [("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[
     spec = pool.emit(node, [channels_last("out0", "float16", node.outputs[0].type.shape)], ins[:len(node.inputs)])
     assert "ld_v4" in spec.source
     cases.append(spec)
+node = fp16_pool("MaxPool", (2, 16, 9, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), False, "int8")
+spec = pool.emit(node, [channels_last("out0", "int8", node.outputs[0].type.shape)],
+                 [channels_last("in0", "int8", (2, 16, 9, 9))])
+assert "ld_v2" in spec.source and "unpack_s8" in spec.source  # an int8 max pool, 8 channels per thread
+cases.append(spec)
 # an fp16 pipelined conv storing its output as int8 for int8 readers (int8 storage: out_scales)
 node = conv_node((1, 32, 6, 6), (16, 32, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)), "float16", "f16", False)
 node.attrs["out_scales"] = [0.05]
@@ -84,4 +89,4 @@ lower_all(cases)
 
 
 def test_tensor_core_kernels_lower_for_the_gpu():
-    assert "38 kernels, 0 failures" in run(SCRIPT)
+    assert "39 kernels, 0 failures" in run(SCRIPT)

@@ -27,24 +27,26 @@ pytestmark = pytest.mark.gpu
 BIAS_RELU = (Step("Add", ("acc", "in1")), Step("Relu", ("s0",)))
 
 
-def fp16_pool(base, x_shape, attrs, bias_relu):
-    """An nbtrt.pool group over a float16 input (with a per-channel bias + Relu epilogue)."""
+def fp16_pool(base, x_shape, attrs, bias_relu, dtype="float16"):
+    """An nbtrt.pool group over a float16 (or int8) input (with a per-channel bias + Relu epilogue)."""
     anchor = plain(base, [x_shape], attrs)
     g = Graph()
-    ins = [g.add_input("x", TensorType("float16", x_shape))]
+    ins = [g.add_input("x", TensorType(dtype, x_shape))]
     if bias_relu:
         ins.append(g.add_input("bias", TensorType("float32", (x_shape[1], 1, 1))))
     node = g.add_node(group_op(base), ins, name="pool_grp",
                       attrs=group_attrs(base, anchor.attrs, 1, (x_shape[1],), (BIAS_RELU if bias_relu else (),),
                                         (anchor.name, "epi")))
-    node.outputs[0].type = TensorType("float16", anchor.outputs[0].type.shape)
+    node.outputs[0].type = TensorType(dtype, anchor.outputs[0].type.shape)
     return node
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_pool_runs_of_8_channels(data):
+    """float16 max and average pools with or without bias + Relu; int8 max pools (int8 storage)."""
     base = data.draw(st.sampled_from(["MaxPool", "AveragePool"]))
+    dtype = "int8" if base == "MaxPool" and data.draw(st.booleans()) else "float16"
     k, s = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2))
     attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": [data.draw(st.integers(0, k - 1))] * 4,
              "ceil_mode": data.draw(st.sampled_from([0, 1]))}
@@ -53,17 +55,23 @@ def test_pool_runs_of_8_channels(data):
     c = 8 * data.draw(st.integers(1, 6))
     x_shape = (data.draw(st.integers(1, 3)), c, data.draw(st.integers(k, 12)), data.draw(st.integers(k, 12)))
     try:
-        node = fp16_pool(base, x_shape, attrs, data.draw(st.booleans()))
+        node = fp16_pool(base, x_shape, attrs, dtype == "float16" and data.draw(st.booleans()), dtype)
     except NbtrtError:  # the window does not fit the padded input
         assume(False)
     wider, first = data.draw(st.sampled_from([(0, 0), (16, 8), (8, 0)]))
     y = node.outputs[0].type.shape
-    ins = [channels_last("in0", "float16", x_shape, c + wider, first)]
+    ins = [channels_last("in0", dtype, x_shape, c + wider, first)]
     ins += [TensorArg.contiguous(f"in{j}", v.type.dtype, v.type.shape) for j, v in enumerate(node.inputs) if j]
-    outs = [channels_last("out0", "float16", y, y[1] + wider, first)]
+    outs = [channels_last("out0", dtype, y, y[1] + wider, first)]
     rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
     arrays = [rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in node.inputs]
     size = outs[0].offset + 1 + sum((d - 1) * stride for d, stride in zip(y, outs[0].strides))
+    if dtype == "int8":
+        arrays = [rng.integers(-128, 128, x_shape).astype(np.int8)]
+        got, _, spec = run_generated(node, arrays, {"threads": 64, "rows": 1, "blocks": 3}, outs, {"out0": size}, ins)
+        assert "ld_v2" in spec.source and "st_v2" in spec.source
+        np.testing.assert_array_equal(got[0], KERNELS[node.op](node, *arrays)[0])  # poisoned with 127
+        return
     got, _, spec = run_generated(node, arrays, {"threads": 64, "rows": 1, "blocks": 3}, outs, {"out0": size}, ins)
     assert "ld_v4" in spec.source and "st_v4" in spec.source
     want = KERNELS[node.op](node, *[a.astype(np.float32) for a in arrays])[0]
