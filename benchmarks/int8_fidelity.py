@@ -24,12 +24,15 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 
-def int8_top1(graph, images, labels) -> tuple[float, int]:
-    """(top-1, int8 kernels) of ``graph`` (parsed, with its scales) built at int8, run by the reference."""
+def int8_top1(graph, images, labels) -> tuple[float, str]:
+    """(top-1, "int8 conv/gemm kernels / int8-stored tensors") of ``graph`` (parsed, with its scales) built
+    at int8, run by the reference."""
     import nbtrt
     from nbtrt import reference
     planned, _ = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": len(images)}))
-    int8 = sum(n.attrs.get("math") == "int8" for n in planned.nodes)
+    kernels = sum("int8_multiplier" in n.attrs for n in planned.nodes)
+    stored = sum(v.type.dtype == "int8" for v in planned.values() if not v.is_constant)
+    int8 = f"{kernels} / {stored}"
     return float(np.mean(reference.run(planned, {"image": images})["logits"].argmax(1) == labels)), int8
 
 
@@ -77,7 +80,7 @@ def main() -> None:
     except ImportError:
         print("(onnxruntime not installed: no Q/DQ rows)")
     print(f"digits_cnn, {len(images)} test images, {len(calib)} calibration images\n")
-    print("| build | int8 kernels | top-1 % | vs fp32 (points) |\n|---|---|---|---|")
+    print("| build | int8 conv/gemm kernels / int8 tensors | top-1 % | vs fp32 (points) |\n|---|---|---|---|")
     for name, top1, int8 in rows:
         print(f"| {name} | {int8} | {100 * top1:.2f} | {100 * (top1 - fp32):+.2f} |")
 

@@ -245,7 +245,8 @@ def _async_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     b = mma_async.Rows(n_total, x.param, setup, chunk, per_slice)
     store = "store_" + identifier(node.name)
     extra = [o.param for o in outputs] + [i.param for i in inputs[2:] if i is not None]
-    views = flat_views(g, outputs, inputs)  # column n's elements at n * stride: no decoding
+    vectors = (int(node.attrs["int8_multiplier"]),) if int8.is_int8(node) else ()
+    views = flat_views(g, outputs, inputs, vectors)  # column n's elements at n * stride: no decoding
     if views:
         outputs, inputs = views
     check, flat = n_total % t.bn != 0, views is not None

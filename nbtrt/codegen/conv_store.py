@@ -53,11 +53,12 @@ def store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t, ru
     return lines + indent(body, 1) + [""]
 
 
-def flat_views(g: ConvGeom, outputs, inputs):
+def flat_views(g: ConvGeom, outputs, inputs, vectors=()):
     """(outputs, inputs) seen as [1, C, 1, N·P] when every output and full-shaped epilogue operand
     reaches the element of column n = (image, position) at ``n · step`` (e.g. NHWC, or a channel slice
     of an NHWC concat buffer) and the other operands do not vary over columns (bias, scalars); else
-    None. The epilogue then needs no column decoding (integer divisions) at all."""
+    None. The epilogue then needs no column decoding (integer divisions) at all. ``vectors``: indices
+    of inputs the kernel indexes by channel itself (the int8 multipliers), left as they are."""
     rank = len(outputs[0].shape)
     full = (outputs[0].shape[0],) + tuple(outputs[0].shape[2:])
 
@@ -76,7 +77,8 @@ def flat_views(g: ConvGeom, outputs, inputs):
         return all(d == 1 for k, d in enumerate(a.shape) if lead + k != 1)
 
     outs = [flat(o) for o in outputs]
-    ins = list(inputs[:2]) + [a if a is None or per_channel(a) else flat(a) for a in inputs[2:]]
+    ins = list(inputs[:2]) + [a if a is None or k in vectors or per_channel(a) else flat(a)
+                              for k, a in enumerate(inputs[2:], 2)]
     if None in outs or any(v is None and a is not None for v, a in zip(ins[2:], inputs[2:])):
         return None
     return outs, ins

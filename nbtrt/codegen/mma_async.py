@@ -275,7 +275,8 @@ def _sum_parts(t: AsyncTile) -> list[str]:
               "cuda.threadfence()"]
     lines += [f"{c} = {get}(work, tile_at + {r * t.threads})" for r, c in enumerate(regs)]
     lines += [f"for p in range(1, {t.splits}):  # in part order: the same sums whichever part is last"]
-    lines += [f"    {c} += {get}(work, tile_at + p * {size} + {r * t.threads})" for r, c in enumerate(regs)]
+    add = "    {c} = int32({c} + {v})" if t.acc == "int32" else "    {c} += {v}"  # (Numba widens int32 sums)
+    lines += [add.format(c=c, v=f"{get}(work, tile_at + p * {size} + {r * t.threads})") for r, c in enumerate(regs)]
     return lines + ["if tid == 0:", "    flags[tile] = 0  # ready for the next launch"]
 
 
