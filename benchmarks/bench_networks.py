@@ -7,8 +7,9 @@ torch.compile + CUDA graph ("reduce-overhead"), with TF32 off everywhere (``--pr
 tensors and a float16 input; nbtrt builds with ``precision="fp16"`` and takes the model's float32
 input; ``int8``: PyTorch as for fp16, nbtrt built with ``precision="int8"``, calibrated (entropy) on 32
 random inputs of the same distribution, cached per model, and also with ``precision="fp16"``, timed in
-the same run: the "nbtrt fp16" column). Every contender gets the same GPU-resident input; times are CUDA-event times of one inference, median and p90 over the runs
-after a warm-up. nbtrt's output is checked against PyTorch's before it is timed.
+the same run: the "nbtrt fp16" column). Every contender gets the same GPU-resident input; times are
+CUDA-event times of one inference, median and p90 over the runs after a warm-up. nbtrt's output is
+compared with PyTorch's (the relative error is reported).
 
     python benchmarks/bench_networks.py --models resnet50 googlenet --batches 1 64 [--no-compile] [--precision fp16]
         [--tuning fast|full|none] [--timing-cache cache.json] [--markdown out.md]

@@ -309,5 +309,30 @@ def test_no_int8_storage_for_a_graph_output():
     graph = nbtrt.parse(model)
     graph.quant_scales = dict(quant.calibrate(graph, [x], "minmax", progress=False))
     graph, _ = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 2}))
-    assert kernel(graph, "conv1").outputs[0].type.dtype == "float32" and "out_scales" not in kernel(graph, "conv1").attrs
+    conv1 = kernel(graph, "conv1")
+    assert conv1.outputs[0].type.dtype == "float32" and "out_scales" not in conv1.attrs
     assert kernel(graph, "conv2").attrs["math"] == "int8"  # 4 channels: no fp16 tensor cores, int8 on CUDA cores
+
+
+def test_resnet50_int8_plan_stores_every_activation_int8():
+    """The light ResNet-50 with a scale on every activation: every conv but the stem computes in int8
+    and reads an int8 input (so the s8 tensor-core kernel can run it), residuals included (read
+    dequantized); the stem (3-channel network input) is fp16 and quantizes its output. Float activations
+    are left only where no int8 kernel reads: the input and its padded copy, the last block's output
+    (read by the average pool), and the pool, fc and softmax tail."""
+    from nbtrt.cli import resolve_model
+    graph = nbtrt.parse(resolve_model("zoo:light_resnet50"))
+    graph.quant_scales = {v.name: 0.05 for v in graph.values() if not v.is_constant}
+    graph, report = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 2}))
+    convs = [n for n in graph.nodes if n.op == "nbtrt.conv"]
+    stem, rest = convs[0], convs[1:]
+    assert stem.attrs["math"] == "fp16" and stem.outputs[0].type.dtype == "int8"
+    assert all(n.attrs["math"] == "int8" and n.inputs[0].type.dtype == "int8" for n in rest)
+    residuals = [n for n in rest if n.attrs.get("in_scales")]
+    assert len(residuals) == 16  # one per bottleneck block
+    for n in residuals:
+        int8_operands = [k for k, v in enumerate(n.inputs) if k >= 2 and v is not None and v.type.dtype == "int8"]
+        assert [k for k, s in enumerate(n.attrs["in_scales"]) if s is not None] == int8_operands != []
+    floats = [v for v in graph.values() if not v.is_constant and v.type.dtype in ("float16", "float32")]
+    assert sorted(v.producer().op if v.producer() else "input" for v in floats) == [
+        "Pad", "Reshape", "Softmax", "input", "nbtrt.conv", "nbtrt.gemm", "nbtrt.pool"]

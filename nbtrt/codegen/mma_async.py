@@ -33,10 +33,11 @@ k-steps either way.
   back in part order (deterministic; through L2: ``ld_cg``), sets the counter back to zero for the
   next launch and runs the epilogue; the others leave.
 - Epilogue: the pipeline's buffer is reused to stage one warp row's accumulators at a time as
-  ``stage[n][m]`` (float32; int32 sums are converted, rows padded by 4 words: conflict-free writes), then every thread stores
-  runs of 8 consecutive m of one column — coalesced for channels-last outputs — through the
-  template's ``store(value, m)`` after ``columns(n)`` defined that column's variables (once per run:
-  the column's coordinates cost integer divisions).
+  ``stage[n][m]`` (float32, int32 sums converted; rows padded by 4 words: conflict-free writes), then
+  every thread stores runs of 8 consecutive m of one column — coalesced for channels-last outputs —
+  through the template's ``store(value, m)`` after ``columns(n)`` defined that column's variables
+  (once per run: the column's coordinates cost integer divisions). Split K with s8 keeps the partial
+  sums int32 (their bits in the float32 scratch: ``st_s32`` / ``ld_cg_s32``), so the sum stays exact.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from .tiled import MAX_SHARED
 CHUNKS = 4  # 16-byte chunks per tile row
 ROW_BYTES = 16 * CHUNKS
 ELEMS = {"f16": 8, "s8": 16}  # elements per 16-byte chunk
-BK = CHUNKS * ELEMS["f16"]  # (f16)
+BK = CHUNKS * ELEMS["f16"]  # K per slice of f16 (of s8: twice that)
 MMA = {"f16": "mma_f16", "s8": "mma_s8"}
 SHAPES = [  # bm, bn, wm, wn (warps along M and N), stages; in the heuristic's order of preference
     (128, 128, 2, 4, 3), (128, 128, 2, 4, 2), (128, 64, 2, 2, 3), (64, 128, 2, 2, 3), (64, 64, 2, 2, 4),
