@@ -167,50 +167,46 @@ def cp_async16(typingctx, dst, array, index, ok):
     return sig, codegen
 
 
-@intrinsic
-def st_v4(typingctx, array, index, r0, r1, r2, r3):
-    sig = types.void(array, types.int64, types.uint32, types.uint32, types.uint32, types.uint32)
+def _vector_store(n: int):
+    """Codegen of ``st.global.v<n>.b32``: n 32-bit registers at element ``index`` of a global array."""
+    text = f"st.global.v{n}.b32 [$0], {{{','.join(f'${k + 1}' for k in range(n))}}};"
 
     def codegen(context, builder, signature, args):
         ptr = _address(context, builder, signature.args[0], args[0], args[1])
-        _asm(builder, ir.VoidType(), [ptr] + list(args[2:]), "st.global.v4.b32 [$0], {$1,$2,$3,$4};", "l,r,r,r,r",
-             memory=True)
+        _asm(builder, ir.VoidType(), [ptr] + list(args[2:]), text, ",".join(["l"] + ["r"] * n), memory=True)
         return context.get_dummy_value()
-    return sig, codegen
+    return codegen
+
+
+def _vector_load(n: int):
+    """Codegen of ``ld.global.v<n>.b32``: n 32-bit registers from element ``index`` of a global array."""
+    text = f"ld.global.v{n}.b32 {{{','.join(f'${k}' for k in range(n))}}}, [${n}];"
+
+    def codegen(context, builder, signature, args):
+        ptr = _address(context, builder, signature.args[0], args[0], args[1])
+        out = _asm(builder, ir.LiteralStructType([_I32] * n), [ptr], text, ",".join(["=r"] * n + ["l"]))
+        return context.make_tuple(builder, signature.return_type, [builder.extract_value(out, i) for i in range(n)])
+    return codegen
+
+
+@intrinsic
+def st_v4(typingctx, array, index, r0, r1, r2, r3):
+    return types.void(array, types.int64, *[types.uint32] * 4), _vector_store(4)
 
 
 @intrinsic
 def ld_v4(typingctx, array, index):
-    sig = types.UniTuple(types.uint32, 4)(array, types.int64)
-
-    def codegen(context, builder, signature, args):
-        ptr = _address(context, builder, signature.args[0], args[0], args[1])
-        out = _asm(builder, ir.LiteralStructType([_I32] * 4), [ptr], "ld.global.v4.b32 {$0,$1,$2,$3}, [$4];",
-                   "=r,=r,=r,=r,l")
-        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
-    return sig, codegen
+    return types.UniTuple(types.uint32, 4)(array, types.int64), _vector_load(4)
 
 
 @intrinsic
 def st_v2(typingctx, array, index, r0, r1):
-    sig = types.void(array, types.int64, types.uint32, types.uint32)
-
-    def codegen(context, builder, signature, args):
-        ptr = _address(context, builder, signature.args[0], args[0], args[1])
-        _asm(builder, ir.VoidType(), [ptr] + list(args[2:]), "st.global.v2.b32 [$0], {$1,$2};", "l,r,r", memory=True)
-        return context.get_dummy_value()
-    return sig, codegen
+    return types.void(array, types.int64, *[types.uint32] * 2), _vector_store(2)
 
 
 @intrinsic
 def ld_v2(typingctx, array, index):
-    sig = types.UniTuple(types.uint32, 2)(array, types.int64)
-
-    def codegen(context, builder, signature, args):
-        ptr = _address(context, builder, signature.args[0], args[0], args[1])
-        out = _asm(builder, ir.LiteralStructType([_I32] * 2), [ptr], "ld.global.v2.b32 {$0,$1}, [$2];", "=r,=r,l")
-        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(2)])
-    return sig, codegen
+    return types.UniTuple(types.uint32, 2)(array, types.int64), _vector_load(2)
 
 
 @intrinsic

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "codegen"))
 from harness import expected, run_generated  # noqa: E402
-from test_mma_gpu import BIAS_RELU, CONV, RESIDUAL, nhwc_args  # noqa: E402
+from test_mma_gpu import BIAS_RELU, CONV, RESIDUAL, nhwc_args, pipelined_geometry  # noqa: E402
 
 from nbtrt.codegen import conv, mma_async  # noqa: E402
 from nbtrt.groups import group_attrs, group_op  # noqa: E402
@@ -94,15 +94,10 @@ def s8_tactics(node, ins, outs, **fixed):
 @settings(max_examples=16, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_s8_conv_on_channels_last_int8(data):
-    n, groups = data.draw(st.integers(1, 3)), data.draw(st.sampled_from([1, 1, 2]))
-    cg, mg = 16 * data.draw(st.integers(1, 5)), data.draw(st.integers(1, 80))
-    k = data.draw(st.sampled_from([1, 1, 3, 3, 5]))
-    s, p = data.draw(st.integers(1, 2)), data.draw(st.integers(0, k // 2 + 1))
-    h, w = data.draw(st.integers(k, 20)), data.draw(st.integers(k, 20))
-    attrs = dict(kernel_shape=(k, k), strides=(s, s), pads=(p, p, p, p), group=groups)
+    x_shape, w_shape, attrs = pipelined_geometry(data, 16, 5)
     epilogue = data.draw(st.sampled_from([None, None, "bias_relu", "residual", "residual_int8"]))
     out = "float32" if epilogue is None else data.draw(st.sampled_from(["float16", "int8"]))
-    node = int8_conv_node((n, cg * groups, h, w), (mg * groups, cg, k, k), attrs, epilogue, out)
+    node = int8_conv_node(x_shape, w_shape, attrs, epilogue, out)
     ins, outs = nhwc_args(node, 16 * data.draw(st.integers(0, 2)), data.draw(st.booleans()))
     tactics = s8_tactics(node, ins, outs)
     assert tactics, "no valid s8 tactic"

@@ -159,18 +159,25 @@ def async_tactics(node, ins, outs):
     return [t for t in conv.TACTICS if t.get("algorithm") == "mma_async" and conv.valid(node, t, outs, ins)]
 
 
+def pipelined_geometry(data, chunk: int, chunks: int):
+    """(x shape, w shape, attrs) of a random conv for the pipelined kernel: Cg a multiple of ``chunk``
+    (at most ``chunks`` of them), padding, strides, groups, pixel and channel counts off the tile."""
+    n, groups = data.draw(st.integers(1, 3)), data.draw(st.sampled_from([1, 1, 2]))
+    cg, mg = chunk * data.draw(st.integers(1, chunks)), data.draw(st.integers(1, 80))
+    k = data.draw(st.sampled_from([1, 1, 3, 3, 5]))
+    s, p = data.draw(st.integers(1, 2)), data.draw(st.integers(0, k // 2 + 1))
+    h, w = data.draw(st.integers(k, 20)), data.draw(st.integers(k, 20))
+    attrs = dict(kernel_shape=(k, k), strides=(s, s), pads=(p, p, p, p), group=groups)
+    return (n, cg * groups, h, w), (mg * groups, cg, k, k), attrs
+
+
 @settings(max_examples=16, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_pipelined_conv_on_channels_last_tensors(data):
     """The cp.async kernel: NHWC input (maybe a channel slice of a wider buffer), OHWI weights, NHWC or
     NCHW output; padding, strides, groups, pixel and channel counts off the tile."""
-    n, groups = data.draw(st.integers(1, 3)), data.draw(st.sampled_from([1, 1, 2]))
-    cg, mg = 8 * data.draw(st.integers(1, 9)), data.draw(st.integers(1, 80))
-    k = data.draw(st.sampled_from([1, 1, 3, 3, 5]))
-    s, p = data.draw(st.integers(1, 2)), data.draw(st.integers(0, k // 2 + 1))
-    h, w = data.draw(st.integers(k, 20)), data.draw(st.integers(k, 20))
-    attrs = dict(kernel_shape=(k, k), strides=(s, s), pads=(p, p, p, p), group=groups)
-    node = conv_node((n, cg * groups, h, w), (mg * groups, cg, k, k), attrs, "float16", "f16", data.draw(st.booleans()))
+    x_shape, w_shape, attrs = pipelined_geometry(data, 8, 9)
+    node = conv_node(x_shape, w_shape, attrs, "float16", "f16", data.draw(st.booleans()))
     ins, outs = nhwc_args(node, 8 * data.draw(st.integers(0, 2)), data.draw(st.booleans()))
     tactics = async_tactics(node, ins, outs)
     assert tactics, "no valid pipelined tactic"
