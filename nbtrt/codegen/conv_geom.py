@@ -21,7 +21,7 @@ from ..errors import UnsupportedOpError
 from ..ir import Node
 from ..ops.window import forward_shape, kernel_from_attr, transpose_shape, window_attrs
 from . import epilogue, int8
-from .kernel import TensorArg, index_of, literal, load, runs_of_8, store
+from .kernel import TensorArg, index_of, load, runs_of_8, store
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def operand(node: Node, inputs: list[TensorArg | None], k: int, index: str) -> s
     dequantized: ``float32(q) · s``."""
     scale = (node.attrs.get("in_scales") or [None] * len(inputs))[k]
     if inputs[k].dtype == "int8" and scale is not None:
-        return f"float32({inputs[k].param}[{index}]) * {literal(scale)}"
+        return int8.dequantized_int8(f"{inputs[k].param}[{index}]", scale)
     return load(inputs[k], index, "float32")
 
 
@@ -146,7 +146,7 @@ def store_element(node: Node, i: int, out: TensorArg, index: str, value: str) ->
     output, or quantized with the output's scale (``out_scales[i]``) into an int8 one
     (``int8.quantize_function``)."""
     if out.dtype == "int8":
-        return f"{out.param}[{index}] = int8(quantize_s8({value}, {int8.inverse(node.attrs['out_scales'][i])}))"
+        return f"{out.param}[{index}] = int8({int8.quantized(value, node.attrs['out_scales'][i])})"
     return store(out, index, value, "float32")
 
 
@@ -188,8 +188,7 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
         results.append(result)
     at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
     if out.dtype == "int8":
-        scale = int8.inverse(node.attrs["out_scales"][0])
-        quantized = [f"quantize_s8({r}, {scale})" for r in results]
+        quantized = [int8.quantized(r, node.attrs["out_scales"][0]) for r in results]
         words = [f"pack_s8({', '.join(quantized[e:e + 4])})" for e in (0, 4)]
         return loads + bodies + [f"st_v2({out.param}, {at}, {', '.join(words)})"]
     words = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
@@ -202,7 +201,7 @@ def _run_load(a: TensorArg, index: str, prefix: str, scale) -> list[str]:
     if a.dtype == "int8":
         lines = [f"q0, q1 = ld_v2({a.param}, {index})"]
         lines += [f"i{4 * j}, i{4 * j + 1}, i{4 * j + 2}, i{4 * j + 3} = unpack_s8(q{j})" for j in range(2)]
-        return lines + [f"{prefix}{e} = float32(i{e}) * {literal(scale)}" for e in range(8)]
+        return lines + [f"{prefix}{e} = {int8.dequantized_int8(f'i{e}', scale)}" for e in range(8)]
     return ([f"q0, q1, q2, q3 = ld_v4({a.param}, {index})"]
             + [f"{prefix}{2 * j}, {prefix}{2 * j + 1} = unpack_f16(q{j})" for j in range(4)])
 

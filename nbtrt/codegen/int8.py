@@ -34,12 +34,12 @@ def is_int8(node: Node | None) -> bool:
 def reader(node: Node):
     """``read(arg, index)`` for the tiles: int8 weights widen to int32, the float activation is
     quantized with the node's input scale."""
-    scale = inverse(node.attrs["int8_scale"])
+    scale = node.attrs["int8_scale"]
 
     def read(arg: TensorArg, index: str) -> str:
         if arg.dtype == "int8":
             return f"int32({arg.param}[{index}])"
-        return f"quantize_s8({load(arg, index, 'float32')}, {scale})"
+        return quantized(load(arg, index, "float32"), scale)
     return read
 
 
@@ -53,9 +53,15 @@ def quantize_function() -> list[str]:
             "    return int32(round(v))", ""]
 
 
-def inverse(scale: float) -> str:
-    """The literal 1 / ``scale`` (float32) that ``quantize_s8`` multiplies by, as the reference does."""
-    return literal(float(np.float32(1.0) / np.float32(scale)))
+def quantized(value: str, scale: float) -> str:
+    """The int32 ``quantize_s8`` makes of float32 ``value`` with ``scale`` (it multiplies by the literal
+    float32 1 / scale, as the reference does)."""
+    return f"quantize_s8({value}, {literal(float(np.float32(1.0) / np.float32(scale)))})"
+
+
+def dequantized_int8(value: str, scale: float) -> str:
+    """An int8-stored value (a residual, ``in_scales``) as float32: ``float32(q) · s``."""
+    return f"float32({value}) * {literal(scale)}"
 
 
 def multiplier(node: Node, inputs: list[TensorArg | None]) -> TensorArg:

@@ -7,9 +7,9 @@ for conv weights (O, I, KH, KW) the same formula gives ``(KH·KW·I, 1, KW·I, I
 (kh, kw, c) elements of one output channel contiguous, c fastest).
 
 The rule (``BuildConfig.memory_layout`` "nhwc": ``layout`` "nhwc", or "auto" for fp16 and int8 builds): a value is
-channels-last when it is a non-constant 4-D float (or int8-stored, ``passes/int8.py``) tensor that is no
-graph input or output, no input
-or output of a plugin node (plugins get contiguous tensors), and no input or output of a view
+channels-last when it is a non-constant 4-D float (or int8-stored, ``passes/int8_storage.py``) tensor
+that is no graph input or output, no input or output of a plugin node (plugins get contiguous
+tensors), and no input or output of a view
 (Reshape, Flatten, ...) unless it is layout-neutral (the same strides either way, ignoring size-1 dims:
 a [N, C, 1, 1] tensor). The inputs of an in-place Concat live in its output's buffer with the output's
 strides, so a concat's output and inputs are channels-last together or not at all.
