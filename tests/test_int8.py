@@ -150,9 +150,9 @@ def test_digits_int8_engine(digits, tmp_path):
     batches = [calib[i:i + 50] for i in range(0, 200, 50)]
     engine = nbtrt.compile(DIGITS, precision="int8", dims={"N": 1}, calibration_data=batches, calibration_cache=cache)
     precisions = [k["precision"] for k in engine.report.kernels]
-    # int8: 6 convs, the gemm, 2 max pools; fp16: the 1-channel first conv (on tensor cores, its input padded
-    # to 8 channels by a Pad kernel) and the average pool
-    assert precisions.count("int8") == 9 and precisions.count("fp16") == 3
+    # int8: 5 convs, the gemm, 2 max pools; fp16: the 1-channel first conv (on tensor cores, its input padded
+    # to 8 channels by a Pad kernel), the 8-channel 3x3 (fp16 tensor cores; s8 ones need 16) and the average pool
+    assert precisions.count("int8") == 8 and precisions.count("fp16") == 4
     image = digits["images"][digits["test_idx"][:1]]
     got = engine.run({"image": image})["logits"]
     own = reference.run(engine.graph, {"image": image})["logits"]
@@ -165,7 +165,7 @@ def test_digits_int8_engine(digits, tmp_path):
     assert again.report.to_dict() == engine.report.to_dict()
     engine.save(tmp_path / "digits8.nbtrt")
     loaded = nbtrt.load(tmp_path / "digits8.nbtrt")
-    assert sum(v.const.dtype == np.int8 for v in loaded.graph.constants.values()) == 7
+    assert sum(v.const.dtype == np.int8 for v in loaded.graph.constants.values()) == 6
     # top-1 of the int8 graph (the kernels' semantics, on the reference) on 48 images equals fp32's
     images = digits["images"][digits["test_idx"][:48]]
     graph = nbtrt.parse(DIGITS)
@@ -198,7 +198,7 @@ def test_int8_semantics_top1_on_597_images(digits, calibrator):
     graph.quant_scales = dict(quant.calibrate(graph, [calib[i:i + 50] for i in range(0, 200, 50)], calibrator,
                                               progress=False))
     graph, _ = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": len(images)}))
-    assert sum("int8_multiplier" in n.attrs for n in graph.nodes) == 7  # 6 convs and the gemm
+    assert sum("int8_multiplier" in n.attrs for n in graph.nodes) == 6  # 5 convs and the gemm
     top1 = float(np.mean(reference.run(graph, {"image": images})["logits"].argmax(1) == labels))
     assert abs(top1 - 0.9899) <= 0.001 + 1e-9
 
@@ -221,17 +221,18 @@ def test_int8_storage_between_int8_convs():
 
 @needs_digits
 def test_digits_int8_storage_through_pools_and_concat(digits):
-    """digits_cnn's inception block: every tensor from the first conv's output to the last conv's
-    input is int8, including the merged 1x1 convs' three outputs, the max pools (which pool the
+    """digits_cnn's inception block: the tensors from the first conv's output to the last conv's input
+    are int8, including two of the merged 1x1 convs' three outputs, the max pools (which pool the
     integers) and the in-place concat; each group has one scale, the largest of its readers'. The
-    first conv (reading the 1-channel image) is fp16 and quantizes its output."""
+    first conv (reading the 1-channel image) is fp16 and quantizes its output; so is b3's 3x3 (8
+    input channels: fp16 tensor cores), whose float16 input is the merged conv's third output."""
     calib = digits["images"][digits["calib_idx"]]
     graph = nbtrt.parse(DIGITS)
     graph.quant_scales = table = dict(quant.calibrate(graph, [calib[:50]], "minmax", progress=False))
     graph, report = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 4}))
     convs = [n for n in graph.nodes if n.op == "nbtrt.conv"]
-    assert [n.attrs["math"] for n in convs] == ["fp16"] + ["int8"] * 6
-    assert [v.type.dtype for n in convs[:-1] for v in n.outputs] == ["int8"] * 8  # merged: three outputs
+    assert [n.attrs["math"] for n in convs] == ["fp16", "int8", "int8", "int8", "fp16", "int8", "int8"]
+    assert [v.type.dtype for n in convs[:-1] for v in n.outputs] == ["int8"] * 4 + ["float16"] + ["int8"] * 3
     assert convs[-1].outputs[0].type.dtype == "float16"  # read by the average pool
     pools = [n for n in graph.nodes if n.op == "nbtrt.pool" and n.attrs["base"] == "MaxPool"]
     assert all(p.inputs[0].type.dtype == p.outputs[0].type.dtype == "int8" for p in pools)
@@ -246,25 +247,26 @@ def test_digits_int8_storage_through_pools_and_concat(digits):
 
 
 def test_int8_conv_without_int8_input_runs_fp16_tensor_cores():
-    """An int8 conv whose input cannot be stored as int8 stays fp16 when fp16 tensor cores can run it:
-    8·k channels per group, or a network input (padded to 8 channels); it quantizes its output for
-    the int8 conv2."""
-    for channels in (8, 3):
+    """An int8 conv stays fp16 when fp16 tensor cores can run it and the int8 ones cannot: its input
+    cannot be stored as int8 (a network input; 16·k channels, or padded to 8), or it has 8 channels per
+    group (the s8 kernel needs 16). It quantizes its output for the int8 conv2."""
+    for channels, why in ((16, "cannot be stored as int8"), (3, "cannot be stored as int8"),
+                          (8, "8 channels per group: the int8 tensor cores need a multiple of 16")):
         model, _ = small_model(channels)
         x = np.random.default_rng(1).standard_normal((2, channels, 6, 6)).astype(np.float32)
         graph = nbtrt.parse(model)
         graph.quant_scales = dict(quant.calibrate(graph, [x], "minmax", progress=False))
         graph, report = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 2}))
         conv1 = kernel(graph, "conv1")
-        assert conv1.attrs["math"] == "fp16" and "cannot be stored as int8" in report.precisions["conv1"][1]
+        assert conv1.attrs["math"] == "fp16" and why in report.precisions["conv1"][1]
         assert conv1.outputs[0].type.dtype == "int8" and kernel(graph, "conv2").attrs["math"] == "int8"
 
 
 def residual_model():
-    """x[N,8,5,5] -> conv0+relu = a -> conv1+relu -> conv2 + a, relu -> conv3 -> y: a is read by conv1
+    """x[N,16,5,5] -> conv0+relu = a -> conv1+relu -> conv2 + a, relu -> conv3 -> y: a is read by conv1
     (input 0) and by conv2's epilogue (the residual)."""
     rng = np.random.default_rng(2)
-    inits = {f"w{k}": rng.standard_normal((8, 8, 3, 3)) / 8 for k in range(4)}
+    inits = {f"w{k}": rng.standard_normal((16, 16, 3, 3)) / 12 for k in range(4)}
     nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], name="conv0", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c0"], ["a"], name="relu0"),
              helper.make_node("Conv", ["a", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
@@ -273,8 +275,8 @@ def residual_model():
              helper.make_node("Add", ["c2", "a"], ["s"], name="add"),
              helper.make_node("Relu", ["s"], ["r"], name="relu2"),
              helper.make_node("Conv", ["r", "w3"], ["y"], name="conv3", pads=[1, 1, 1, 1])]
-    graph = helper.make_graph(nodes, "res", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 5, 5])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 5, 5])],
+    graph = helper.make_graph(nodes, "res", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16, 5, 5])],
                               [numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -284,7 +286,7 @@ def test_int8_storage_of_a_residual():
     the residual is read dequantized (in_scales) with the group's scale; the engine agrees with its
     graph's semantics and stays close to fake quantization."""
     model = residual_model()
-    x = np.random.default_rng(3).standard_normal((2, 8, 5, 5)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((2, 16, 5, 5)).astype(np.float32)
     scales = quant.calibrate(model, [x], "minmax", progress=False)
     engine = nbtrt.compile(model, precision="int8", dims={"N": 2}, calibration_data=[x], calibrator="minmax")
     g = engine.graph

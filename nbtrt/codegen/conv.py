@@ -29,8 +29,8 @@ from ..errors import UnsupportedOpError
 from ..ir import Node
 from . import conv_direct, int8, mma_async, mma_tiled, tiled
 from .conv_direct import _mul, _sum
-from .conv_geom import ConvGeom, check_float32, geometry, run_storable
-from .conv_store import column_vars, columns, flat_views, store_function
+from .conv_geom import ConvGeom, check_float32, geometry, run_operands, run_storable
+from .conv_store import column_vars, columns, flat_views, store_function, words_function
 from .kernel import (SCRATCH, KernelSpec, Scratch, TensorArg, contiguous_strides, header, identifier, load,
                      same_strides, unravel)
 
@@ -253,12 +253,18 @@ def _async_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     cols = column_vars(g, check, flat)
     call = lambda v, m: f"{store}({', '.join(extra)}, z, {m}, {', '.join(cols)}, {v})"
     lines = store_function(store, node, g, outputs, inputs, extra, cols, t, flat=flat)
-    run = None
-    if run_storable(node, g, outputs):  # eight channels per 16-byte store
-        lines += store_function(store + "_run", node, g, outputs, inputs, extra, cols, t, run=True, flat=flat)
-        run = lambda vs, m: f"{store}_run({', '.join(extra)}, z, {m}, {', '.join(cols)}, {', '.join(vs)})"
+    run = fetch = None
+    if run_storable(node, g, outputs):  # eight channels per 16-byte store; residual runs loaded ahead
+        ahead = bool(run_operands(node, outputs, inputs))
+        lines += store_function(store + "_run", node, g, outputs, inputs, extra, cols, t, run=True, flat=flat,
+                                words=ahead)
+        head = f"{', '.join(extra)}, z, {{}}, {', '.join(cols)}"
+        run = lambda vs, m, words=None: f"{store}_run({head.format(m)}, {', '.join(([words] if words else []) + vs)})"
+        if ahead:
+            lines += words_function(store + "_words", node, g, outputs, inputs, extra, cols, t, flat=flat)
+            fetch = lambda m: f"{store}_words({head.format(m)})"
     lines += mma_async.kernel(name, params, t, (g.mg, n_total, k_total), a, b, prologue, call,
-                              lambda n: columns(g, n, check, flat), run)
+                              lambda n: columns(g, n, check, flat), run, fetch)
     grid, block = mma_async.launch(t, g.mg, n_total, g.groups)
     return lines, grid, block
 

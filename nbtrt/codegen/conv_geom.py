@@ -157,26 +157,51 @@ def run_storable(node: Node, g: ConvGeom, outputs: list[TensorArg]) -> bool:
     return len(outputs) == 1 and (runs_of_8(outputs[0]) or runs_of_8(outputs[0], "int8")) and g.mg % 8 == 0
 
 
+def run_operands(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None]) -> list[int]:
+    """The epilogue operands a run store loads 8 channels at a time: channels-last ones of the
+    output's channel count (float16: 16 bytes; int8 with an ``in_scales`` scale: 8 bytes), e.g. a
+    residual."""
+    scales = node.attrs.get("in_scales") or [None] * len(inputs)
+    out = outputs[0]
+    return [k for k in epilogue.operands(node.attrs["epilogues"][0])
+            if len(inputs[k].shape) == len(out.shape) and inputs[k].shape[1] == out.shape[1]
+            and (runs_of_8(inputs[k]) or runs_of_8(inputs[k], "int8") and scales[k] is not None)]
+
+
+def run_words_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], chan: str,
+                    coords: list[str]) -> tuple[list[str], list[str]]:
+    """(lines, names): the vector loads of the run operands' raw 32-bit words at channels ``chan`` +
+    0..7 (one ``ld_v4`` of float16, one ``ld_v2`` of int8, each)."""
+    out, lines, names = outputs[0], [], []
+    full = [coords[0], chan] + list(coords[1:])
+    for k in run_operands(node, outputs, inputs):
+        a = inputs[k]
+        words = [f"w{k}_{j}" for j in range(2 if a.dtype == "int8" else 4)]
+        lines.append(f"{', '.join(words)} = ld_v{len(words)}({a.param}, {index_of(a, out.shape, full)})")
+        names += words
+    return lines, names
+
+
 def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], chan: str,
-                    coords: list[str], values: list[str]) -> list[str]:
+                    coords: list[str], values: list[str], words: str | None = None) -> list[str]:
     """Lines that put ``values`` (channels ``chan`` + 0..7 at ``coords``) through the epilogue and store
     them as one vector (see :func:`run_storable`; an int8 output quantized, 8 bytes): the operands of
-    all eight are loaded first, a channels-last residual as one vector load too (float16: 16 bytes;
-    int8: 8 bytes, dequantized)."""
+    all eight are loaded first, the run operands (:func:`run_operands`) as one vector load each, or
+    taken from the tuple ``words`` (:func:`run_words_lines`, loaded ahead)."""
     out = outputs[0]
-    loads: list[str] = []
-    runs: dict[int, str] = {}  # operand -> the prefix of its eight widened values
+    loads, names = run_words_lines(node, outputs, inputs, chan, coords)
+    if words is not None and names:
+        loads = [f"{', '.join(names)} = {words}"]
     scales = node.attrs.get("in_scales") or [None] * len(inputs)
+    runs = run_operands(node, outputs, inputs)
+    for k in runs:
+        loads += _run_decode(inputs[k], k, scales[k])
 
     def fetch(k, full, e):
-        a = inputs[k]
-        if a.shape[1] == out.shape[1] and (runs_of_8(a) or runs_of_8(a, "int8") and scales[k] is not None):
-            if k not in runs:
-                runs[k] = f"r{k}_"
-                loads.extend(_run_load(a, index_of(a, out.shape, full), f"r{k}_", scales[k]))
-            return f"{runs[k]}{e}"
+        if k in runs:
+            return f"r{k}_{e}"
         name = f"f{sum(line.startswith('f') for line in loads)}"
-        loads.append(f"{name} = {operand(node, inputs, k, index_of(a, out.shape, full))}")
+        loads.append(f"{name} = {operand(node, inputs, k, index_of(inputs[k], out.shape, full))}")
         return name
 
     bodies, results = [], []
@@ -189,21 +214,19 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
     at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
     if out.dtype == "int8":
         quantized = [int8.quantized(r, node.attrs["out_scales"][0]) for r in results]
-        words = [f"pack_s8({', '.join(quantized[e:e + 4])})" for e in (0, 4)]
-        return loads + bodies + [f"st_v2({out.param}, {at}, {', '.join(words)})"]
-    words = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
-    return loads + bodies + [f"st_v4({out.param}, {at}, {', '.join(words)})"]
+        packed = [f"pack_s8({', '.join(quantized[e:e + 4])})" for e in (0, 4)]
+        return loads + bodies + [f"st_v2({out.param}, {at}, {', '.join(packed)})"]
+    packed = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
+    return loads + bodies + [f"st_v4({out.param}, {at}, {', '.join(packed)})"]
 
 
-def _run_load(a: TensorArg, index: str, prefix: str, scale) -> list[str]:
-    """Lines loading 8 channels of ``a`` at ``index`` as float32 ``prefix``0..7: one 16-byte load of
-    float16, or one 8-byte load of int8 dequantized with ``scale``."""
+def _run_decode(a: TensorArg, k: int, scale) -> list[str]:
+    """Lines widening run operand ``k``'s words ``w<k>_j`` to float32 ``r<k>_``0..7: float16 halves, or
+    int8 dequantized with ``scale``."""
     if a.dtype == "int8":
-        lines = [f"q0, q1 = ld_v2({a.param}, {index})"]
-        lines += [f"i{4 * j}, i{4 * j + 1}, i{4 * j + 2}, i{4 * j + 3} = unpack_s8(q{j})" for j in range(2)]
-        return lines + [f"{prefix}{e} = {int8.dequantized_int8(f'i{e}', scale)}" for e in range(8)]
-    return ([f"q0, q1, q2, q3 = ld_v4({a.param}, {index})"]
-            + [f"{prefix}{2 * j}, {prefix}{2 * j + 1} = unpack_f16(q{j})" for j in range(4)])
+        lines = [f"i{4 * j}, i{4 * j + 1}, i{4 * j + 2}, i{4 * j + 3} = unpack_s8(w{k}_{j})" for j in range(2)]
+        return lines + [f"r{k}_{e} = {int8.dequantized_int8(f'i{e}', scale)}" for e in range(8)]
+    return [f"r{k}_{2 * j}, r{k}_{2 * j + 1} = unpack_f16(w{k}_{j})" for j in range(4)]
 
 
 def _total(node: Node, outputs: list[TensorArg]) -> int:

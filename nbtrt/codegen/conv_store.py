@@ -5,7 +5,7 @@ the epilogue, and flat views that index a column by itself when its elements lie
 from __future__ import annotations
 
 from . import int8
-from .conv_geom import ConvGeom, run_store_lines, store_lines
+from .conv_geom import ConvGeom, run_store_lines, run_words_lines, store_lines
 from .kernel import TensorArg, contiguous_strides, indent, same_strides, unravel
 
 
@@ -27,30 +27,52 @@ def columns(g: ConvGeom, n: str, check: bool, flat: bool = False) -> list[str]:
 
 
 def store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t, run: bool = False,
-                    flat: bool = False) -> list[str]:
+                    flat: bool = False, words: bool = False) -> list[str]:
     """The device function ``store`` that puts result ``v`` of channel m, column ``cols`` through the
     epilogue; with ``run``, values ``v0..v7`` of channels m..m+7 as one 16-byte store (Mg is then a
     multiple of 8: a run is in range whole or not at all). ``flat``: the tensors are
-    :func:`flat_views`, indexed by the column itself."""
-    checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + (["col_ok"] if "col_ok" in cols else [])
-    body = [f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m"]
-    coords = ["0", "0", "col_n"] if flat else ["col_img" if g.n > 1 else "0"] + [f"col_o{a}" for a in range(g.nsp)]
+    :func:`flat_views`, indexed by the column itself. ``words``: the run's residual words arrive
+    loaded, as the tuple ``words`` (:func:`words_function`)."""
+    checks, body, coords = _where(g, t, cols, flat)
     values = [f"v{e}" for e in range(8)] if run else ["v"]
+    ahead = "words" if words else None
     if run and int8.is_int8(node):
         body += [f"acc{e} = {int8.dequantized(node, inputs, f'v{e}', f'ch + {e}')}" for e in range(8)]
-        body += run_store_lines(node, outputs, inputs, "ch", coords, [f"acc{e}" for e in range(8)])
+        body += run_store_lines(node, outputs, inputs, "ch", coords, [f"acc{e}" for e in range(8)], ahead)
     elif run:
-        body += run_store_lines(node, outputs, inputs, "ch", coords, values)
+        body += run_store_lines(node, outputs, inputs, "ch", coords, values, ahead)
     elif int8.is_int8(node):
         body += [f"acc = {int8.dequantized(node, inputs, 'v', 'ch')}"] + store_lines(node, outputs, inputs, "ch",
                                                                                      coords, "acc")
     else:
         body += store_lines(node, outputs, inputs, "ch", coords, "v")
-    params = ", ".join(extra + ["z", "m"] + cols + values)
+    params = ", ".join(extra + ["z", "m"] + cols + (["words"] if words else []) + values)
     lines = ['@cuda.jit(device=True, inline="always")', f"def {store}({params}):"]
     if checks:
         return lines + [f"    if {' and '.join(checks)}:"] + indent(body, 2) + [""]
     return lines + indent(body, 1) + [""]
+
+
+def words_function(name, node, g: ConvGeom, outputs, inputs, extra, cols, t, flat: bool = False) -> list[str]:
+    """The device function ``name`` returning the raw words of a run's residual (the run operands of
+    ``conv_geom.run_operands``; zeros for a run out of range), so that a kernel can issue the loads of
+    several runs before their stores (a load after a store waits for it: memory order)."""
+    checks, body, coords = _where(g, t, cols, flat)
+    loads, names = run_words_lines(node, outputs, inputs, "ch", coords)
+    lines = ['@cuda.jit(device=True, inline="always")', f"def {name}({', '.join(extra + ['z', 'm'] + cols)}):"]
+    if checks:
+        body += [f"if {' and '.join(checks)}:"] + indent(loads, 1) + ["else:"]
+        body += [f"    {w} = uint32(0)" for w in names]
+    else:
+        body += loads
+    return lines + indent(body + [f"return ({', '.join(names)},)"], 1) + [""]
+
+
+def _where(g: ConvGeom, t, cols, flat: bool):
+    """(bounds checks, the channel line, coordinates) shared by the store and words functions."""
+    checks = ([f"m < {g.mg}"] if g.mg % t.bm else []) + (["col_ok"] if "col_ok" in cols else [])
+    coords = ["0", "0", "col_n"] if flat else ["col_img" if g.n > 1 else "0"] + [f"col_o{a}" for a in range(g.nsp)]
+    return checks, [f"ch = z * {g.mg} + m" if g.groups > 1 else "ch = m"], coords
 
 
 def flat_views(g: ConvGeom, outputs, inputs, vectors=()):

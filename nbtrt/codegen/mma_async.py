@@ -61,18 +61,22 @@ SPLITS = (2, 4, 8, 16)  # split-K parts (SPLIT_SHAPES only)
 SPLIT_SHAPES = [(64, 64, 2, 2, 4), (128, 64, 2, 2, 3)]
 
 
+REGISTERS = 128  # per thread at most (65536 per SM): 2 blocks of 256 threads, 4 of 128 resident per SM
+
+
 def _tactics(math: str) -> list[dict]:
     bk = CHUNKS * ELEMS[math]
-    return ([dict(math=math, bm=bm, bn=bn, bk=bk, wm=wm, wn=wn, stages=s) for bm, bn, wm, wn, s in SHAPES]
-            + [dict(math=math, bm=128, bn=128, bk=bk, wm=2, wn=4, stages=2, min_blocks=2),
-               dict(math=math, bm=128, bn=64, bk=bk, wm=2, wn=2, stages=3, min_blocks=4)]
-            + [dict(math=math, bm=bm, bn=bn, bk=bk, wm=wm, wn=wn, stages=s, splits=k)
+    bounded = lambda wm, wn: 65536 // (32 * wm * wn * REGISTERS)
+    return ([dict(math=math, bm=bm, bn=bn, bk=bk, wm=wm, wn=wn, stages=s, min_blocks=bounded(wm, wn))
+             for bm, bn, wm, wn, s in SHAPES]
+            + [dict(math=math, bm=bm, bn=bn, bk=bk, wm=wm, wn=wn, stages=s, min_blocks=bounded(wm, wn), splits=k)
                for bm, bn, wm, wn, s in SPLIT_SHAPES for k in SPLITS])
 
 
 TACTICS = _tactics("f16") + _tactics("s8")
-# min_blocks: launch bounds asking for that many resident blocks per SM (registers capped to fit:
-# 128 per thread for 2 x 256 threads), so that one block's copies overlap another's epilogue
+# min_blocks: launch bounds asking for that many resident blocks per SM, which caps the registers at
+# REGISTERS (ptxas -v: no tile spills under the cap, f16 or s8, 1x1 or 3x3), so that one block's copies
+# overlap another's epilogue; without them the 128x128 tiles took 136 registers (one block per SM)
 STAGE_PAD = 4  # words of padding per row of the epilogue's staging tile
 
 
@@ -184,10 +188,13 @@ class _Copier:
 
 def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int], a: Rows, b: Rows,
            prologue: list[str], store: Callable[[str, str], str], columns: Callable[[str], list[str]],
-           store_run: Callable[[list[str], str], str] | None = None) -> list[str]:
+           store_run: Callable[..., str] | None = None, fetch: Callable[[str], str] | None = None) -> list[str]:
     """Source lines of the kernel ``name``: ``store(value, m)`` stores the element of row ``m`` (an
     expression) of the column whose variables ``columns(n)`` defined; ``store_run(values, m)``, when
-    given, stores rows m..m+7 of it at once. With ``t.splits`` > 1, ``params`` end with ``SCRATCH``'s."""
+    given, stores rows m..m+7 of it at once; with ``fetch(m)`` (an expression: what the run store
+    loads of that column, e.g. a residual's words) as ``store_run(values, m, words)``, every run of
+    a band fetched before the band's first store. With ``t.splits`` > 1, ``params`` end with
+    ``SCRATCH``'s."""
     _, _, k_total = mnk
     ca = _Copier(a, "a", "m0", t.bm, t, k_total, 0)
     cb = _Copier(b, "b", "n0", t.bn, t, k_total, t.bm * ROW_BYTES)
@@ -226,7 +233,7 @@ def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int]
     body += [f"for kt in range({slices}):"] + ["    " + line for line in loop]
     if t.splits > 1:
         body += _sum_parts(t)
-    body += _finish(t, store, columns, store_run)
+    body += _finish(t, store, columns, store_run, fetch)
     return [f"def {name}({', '.join(params)}):"] + ["    " + line for line in body]
 
 
@@ -288,31 +295,43 @@ def scratch_words(t: AsyncTile, grid: tuple[int, int, int]) -> tuple[int, int]:
 
 
 def _finish(t: AsyncTile, store: Callable[[str, str], str], columns: Callable[[str], list[str]],
-            store_run: Callable[[list[str], str], str] | None) -> list[str]:
+            store_run: Callable[..., str] | None, fetch: Callable[[str], str] | None) -> list[str]:
     """Per warp row: its warps stage their accumulators as stage[n][m]; then each thread stores runs of
     8 consecutive m of one column n (``columns(n)`` once per run; a warp covers whole 16-byte pieces
-    of consecutive m: coalesced for channels-last outputs)."""
+    of consecutive m: coalesced for channels-last outputs). Shared memory is addressed through 32-bit
+    shared-window addresses with constant offsets (``sts_f32`` / ``lds_v4_f32``): Numba's 64-bit
+    array indexing kept the 64 staging addresses in registers (216 per thread, one block per SM)."""
     width, runs = t.band + STAGE_PAD, t.band // 8
     per = t.threads // runs
     lines = ["# the accumulators leave through shared memory, one warp row (band of rows) at a time",
              "cp_async_wait0()", "cuda.syncthreads()",
              "g = lane // 4", "q = lane % 4", f"mine = warp // {t.wn}",
+             f"stage_at = smem0 + ((wn + 2 * q) * {width} + g) * 4  # this thread's first accumulator",
              f"sm = (tid % {runs}) * 8  # this thread stores rows sm..sm+7 of the band", f"sn = tid // {runs}",
-             f"for band in range({t.wm}):", "    if band == mine:"]
+             f"run_at = smem0 + (sn * {width} + sm) * 4  # and reads them from here",
+             f"for band in range({t.wm}):"]
+    m = f"m0 + band * {t.band} + sm"
+    column = lambda r: [f"    n = n0 + sn + {r * per}" if r else "    n = n0 + sn"] + ["    " + ln for ln in columns("n")]
+    if fetch:  # loads first: each would wait for the stores before it (memory order)
+        for r in range(t.bn // per):
+            lines += column(r) + [f"    words{r} = {fetch(m)}"]
+    lines.append("    if band == mine:")
     for i in range(t.fm):
         for j in range(t.fn):
             for e in range(4):
-                n, m = f"wn + {j * 8 + e % 2} + 2 * q", f"{i * 16 + 8 * (e // 2)} + g"
+                at = ((j * 8 + e % 2) * width + i * 16 + 8 * (e // 2)) * 4
                 c = f"c{i}_{j}_{e}" if t.acc == "float32" else f"float32(c{i}_{j}_{e})"
-                lines.append(f"        smem[({n}) * {width} + {m}] = {c}")
-    lines += ["    cuda.syncthreads()", f"    for r in range({t.bn // per}):",
-              f"        col = sn + r * {per}", "        n = n0 + col"]
-    lines += ["        " + ln for ln in columns("n")]
-    m = f"m0 + band * {t.band} + sm"
-    if store_run:
-        lines.append("        " + store_run([f"smem[col * {width} + sm + {e}]" for e in range(8)], m))
-    else:
-        lines += ["        for e in range(8):", "            " + store(f"smem[col * {width} + sm + e]", f"{m} + e")]
+                lines.append(f"        sts_f32(stage_at + {at}, {c})")
+    lines.append("    cuda.syncthreads()")
+    values = [f"v{e}" for e in range(8)]
+    for r in range(t.bn // per):
+        at = r * per * width * 4
+        lines += column(r) + [f"    v0, v1, v2, v3 = lds_v4_f32(run_at + {at})",
+                              f"    v4, v5, v6, v7 = lds_v4_f32(run_at + {at + 16})"]
+        if store_run:
+            lines.append("    " + (store_run(values, m, f"words{r}") if fetch else store_run(values, m)))
+        else:
+            lines += ["    " + store(v, f"{m} + {e}" if e else m) for e, v in enumerate(values)]
     lines.append("    cuda.syncthreads()")
     return lines
 

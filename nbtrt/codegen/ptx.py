@@ -242,6 +242,27 @@ def unpack_f16(typingctx, bits):
     return sig, codegen
 
 
+@intrinsic
+def sts_f32(typingctx, addr, value):
+    sig = types.void(types.uint32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        _asm(builder, ir.VoidType(), list(args), "st.shared.f32 [$0], $1;", "r,f", memory=True)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def lds_v4_f32(typingctx, addr):
+    sig = types.UniTuple(types.float32, 4)(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        out = _asm(builder, ir.LiteralStructType([_F32] * 4), list(args), "ld.shared.v4.f32 {$0,$1,$2,$3}, [$4];",
+                   "=f,=f,=f,=f,r", memory=True)
+        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+    return sig, codegen
+
+
 def _ld_cg(ptx_type: str, nb, irt, reg: str):
     @intrinsic
     def ld_cg(typingctx, array, index):
@@ -287,5 +308,5 @@ INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "mma_s8": mma_s8, "ldsm_
               "ldsm_x4_t": ldsm_x4_t, "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16,
               "tf32": tf32, "cp_async16": cp_async16, "st_v4": st_v4, "ld_v4": ld_v4, "ld_cg": ld_cg,
               "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16, "st_v2": st_v2,
-              "ld_v2": ld_v2, "pack_s8": pack_s8, "unpack_s8": unpack_s8,
+              "ld_v2": ld_v2, "pack_s8": pack_s8, "unpack_s8": unpack_s8, "sts_f32": sts_f32, "lds_v4_f32": lds_v4_f32,
               "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}

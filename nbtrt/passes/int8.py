@@ -23,7 +23,9 @@ node's last input (attribute ``int8_multiplier`` holds its index, ``int8_scale``
 int8 storage (``int8_storage.py``): activations that only int8 kernels read (through max pools and
 concats) are stored as int8, quantized once by their producer. With calibrated scales (implicit
 quantization), an int8 conv whose input cannot be so stored, and which an fp16 build would run on
-tensor cores, stays fp16: quantizing on load runs on CUDA cores, slower than fp16 tensor cores. A
+tensor cores, stays fp16: quantizing on load runs on CUDA cores, slower than fp16 tensor cores. So
+does one whose channels per group are a multiple of 8 but not of 16 (S8_CHANNELS: a 16-byte chunk of
+the s8 tensor-core kernel; e.g. GoogLeNet's 24-channel 3x3 convs), which int8 runs on CUDA cores. A
 Q/DQ model (``graph.explicit_quantization``, ``fold_qdq.py``) gets int8 wherever its scales say.
 """
 
@@ -38,6 +40,8 @@ from ..ir import Graph, Node
 from ..quant.fake import channel_scales, quantize
 from . import int8_storage
 from .weights import drop_constants
+
+S8_CHANNELS = 16  # channels per group the int8 tensor cores need a multiple of (codegen/mma_async.py)
 
 KINDS = ("conv", "gemm")
 
@@ -78,12 +82,15 @@ def output_axis(node: Node) -> int:
 def assign(graph: Graph, kernels: list[Node], labels: dict) -> None:
     """Turn every tentative "int8" label into ("int8", why) with quantized weights, or ("fp16", why)."""
     scales = scales_of(graph)
+    explicit = bool(getattr(graph, "explicit_quantization", False))  # Q/DQ: int8 where the model says
     for node in kernels:
         why = refusal(node, scales) if labels[id(node)][0] == "int8" else None
+        cg = channels_per_group(node) if fp16_tensor_cores(graph, node) else 0
+        if why is None and labels[id(node)][0] == "int8" and not explicit and cg % 8 == 0 and cg % S8_CHANNELS:
+            why = f"{cg} channels per group: the int8 tensor cores need a multiple of {S8_CHANNELS}, the fp16 ones run it"
         if why:
             labels[id(node)] = ("fp16", why)
     stored = {id(v): group.scale for group in int8_storage.groups(graph, labels, scales) for v in group.values}
-    explicit = bool(getattr(graph, "explicit_quantization", False))  # Q/DQ: int8 where the model says
     made: dict[int, object] = {}
     old = []
     for node in kernels:
@@ -110,7 +117,11 @@ def fp16_tensor_cores(graph: Graph, node: Node) -> bool:
     if node.attrs.get("base") != "Conv" or len(x.type.shape or ()) != 4:
         return False
     groups = int(node.attrs["base_attrs"].get("group") or 1)
-    return (int(x.type.shape[1]) // groups) % 8 == 0 or (groups == 1 and any(x is i for i in graph.inputs))
+    return channels_per_group(node) % 8 == 0 or (groups == 1 and any(x is i for i in graph.inputs))
+
+
+def channels_per_group(node: Node) -> int:
+    return int(node.inputs[0].type.shape[1]) // int(node.attrs["base_attrs"].get("group") or 1)
 
 
 def quantize_weights(graph: Graph, node: Node, s_in: float, made: dict) -> None:
