@@ -21,7 +21,7 @@ from ..errors import UnsupportedOpError
 from ..ir import Node
 from ..ops.window import forward_shape, kernel_from_attr, transpose_shape, window_attrs
 from . import epilogue, int8
-from .kernel import TensorArg, index_of, load, runs_of_8, store
+from .kernel import TensorArg, index_of, literal, load, runs_of_8, store
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
         results.append(result)
     at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
     if out.dtype == "int8":
-        quantized = [int8.quantized(r, node.attrs["out_scales"][0]) for r in results]
+        quantized = [int8.quantized_bits(r, node.attrs["out_scales"][0]) for r in results]
         packed = [f"pack_s8({', '.join(quantized[e:e + 4])})" for e in (0, 4)]
         return loads + bodies + [f"st_v2({out.param}, {at}, {', '.join(packed)})"]
     packed = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
@@ -225,7 +225,7 @@ def _run_decode(a: TensorArg, k: int, scale) -> list[str]:
     int8 dequantized with ``scale``."""
     if a.dtype == "int8":
         lines = [f"i{4 * j}, i{4 * j + 1}, i{4 * j + 2}, i{4 * j + 3} = unpack_s8(w{k}_{j})" for j in range(2)]
-        return lines + [f"r{k}_{e} = {int8.dequantized_int8(f'i{e}', scale)}" for e in range(8)]
+        return lines + [f"r{k}_{e} = {int8.exact_float(f'i{e}')} * {literal(scale)}" for e in range(8)]
     return [f"r{k}_{2 * j}, r{k}_{2 * j + 1} = unpack_f16(w{k}_{j})" for j in range(4)]
 
 

@@ -64,6 +64,26 @@ def dequantized_int8(value: str, scale: float) -> str:
     return f"float32({value}) * {literal(scale)}"
 
 
+# Conversions between int32 and float32 issue at 16 per clock per SM (an eighth of a multiply), three
+# per element of an int8 epilogue (the sum, an int8 residual, the quantized result): the run stores of
+# the tensor-core kernels (inline PTX, never simulated) avoid them. For an integer |i| < 2^22 the float
+# MAGIC + i is exact and its bits are MAGIC's plus i (MAGIC_BITS + i); adding MAGIC to a float in
+# [-127, 127] rounds it to an integer, half to even (rint), into the low bits.
+MAGIC, MAGIC_BITS = 12582912.0, 0x4B400000  # 1.5 · 2^23
+EXACT = 1 << 22
+
+
+def quantized_bits(value: str, scale: float) -> str:
+    """An int32 whose low byte is ``quantize_s8(value)`` (for ``pack_s8``), with no conversion."""
+    inv = literal(float(np.float32(1.0) / np.float32(scale)))
+    return f"f32_bits(min(max({value} * {inv}, float32(-127.0)), float32(127.0)) + float32({MAGIC}))"
+
+
+def exact_float(value: str) -> str:
+    """float32 of the int32 ``value`` when |value| < EXACT, with no conversion."""
+    return f"(bits_f32(int32({value} + {MAGIC_BITS})) - float32({MAGIC}))"
+
+
 def multiplier(node: Node, inputs: list[TensorArg | None]) -> TensorArg:
     return inputs[int(node.attrs["int8_multiplier"])]
 

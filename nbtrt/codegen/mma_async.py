@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from . import int8
 from .mma_tiled import MmaTile, products
 from .tiled import MAX_SHARED
 
@@ -233,7 +234,7 @@ def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int]
     body += [f"for kt in range({slices}):"] + ["    " + line for line in loop]
     if t.splits > 1:
         body += _sum_parts(t)
-    body += _finish(t, store, columns, store_run, fetch)
+    body += _finish(t, k_total, store, columns, store_run, fetch)
     return [f"def {name}({', '.join(params)}):"] + ["    " + line for line in body]
 
 
@@ -294,7 +295,7 @@ def scratch_words(t: AsyncTile, grid: tuple[int, int, int]) -> tuple[int, int]:
     return tiles * t.splits * t.bm * t.bn, tiles
 
 
-def _finish(t: AsyncTile, store: Callable[[str, str], str], columns: Callable[[str], list[str]],
+def _finish(t: AsyncTile, k_total: int, store: Callable[[str, str], str], columns: Callable[[str], list[str]],
             store_run: Callable[..., str] | None, fetch: Callable[[str], str] | None) -> list[str]:
     """Per warp row: its warps stage their accumulators as stage[n][m]; then each thread stores runs of
     8 consecutive m of one column n (``columns(n)`` once per run; a warp covers whole 16-byte pieces
@@ -303,6 +304,8 @@ def _finish(t: AsyncTile, store: Callable[[str, str], str], columns: Callable[[s
     array indexing kept the 64 staging addresses in registers (216 per thread, one block per SM)."""
     width, runs = t.band + STAGE_PAD, t.band // 8
     per = t.threads // runs
+    small = k_total * 127 * 127 < int8.EXACT  # an s8 sum (operands within ±127) converts with no instruction
+    to_float = int8.exact_float if small else lambda c: f"float32({c})"
     lines = ["# the accumulators leave through shared memory, one warp row (band of rows) at a time",
              "cp_async_wait0()", "cuda.syncthreads()",
              "g = lane // 4", "q = lane % 4", f"mine = warp // {t.wn}",
@@ -320,7 +323,7 @@ def _finish(t: AsyncTile, store: Callable[[str, str], str], columns: Callable[[s
         for j in range(t.fn):
             for e in range(4):
                 at = ((j * 8 + e % 2) * width + i * 16 + 8 * (e // 2)) * 4
-                c = f"c{i}_{j}_{e}" if t.acc == "float32" else f"float32(c{i}_{j}_{e})"
+                c = f"c{i}_{j}_{e}" if t.acc == "float32" else to_float(f"c{i}_{j}_{e}")
                 lines.append(f"        sts_f32(stage_at + {at}, {c})")
     lines.append("    cuda.syncthreads()")
     values = [f"v{e}" for e in range(8)]

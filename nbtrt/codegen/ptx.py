@@ -35,7 +35,11 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
   read through L2 only (never a stale L1 line: for data other blocks of the same launch wrote);
   ``ld_cg_s32(array, index)`` → int32 reads the element's 32 bits as an integer, and ``st_s32(array,
   index, value)`` stores an int32's bits there (integer partial sums in a float32 scratch array).
-- ``shared_addr(array)``: the 32-bit shared-window address of a shared array's first element.
+- ``shared_addr(array)``: the 32-bit shared-window address of a shared array's first element;
+  ``sts_f32(addr, x)`` / ``lds_v4_f32(addr)`` → 4 float32: ``st.shared.f32`` / ``ld.shared.v4.f32`` at
+  such an address (16-byte aligned for the vector).
+- ``f32_bits(x)`` → int32, ``bits_f32(i)`` → float32: a register's bits as the other type (``mov.b32``;
+  int8.py's conversions without conversion instructions).
 - ``bits16(array, i)`` → uint32: the raw 16 bits of element i of a 2-byte array (zero-extended).
 - ``pack_f16(lo, hi)`` → uint32: two float32 rounded to halves, ``lo`` in the low 16 bits;
   ``tf32(x)`` → uint32: float32 rounded (to nearest, away) to tf32.
@@ -242,6 +246,23 @@ def unpack_f16(typingctx, bits):
     return sig, codegen
 
 
+def _move(src, dst):
+    """``mov.b32``: a 32-bit register's bits seen as the other type (no conversion instruction)."""
+    nb = {"f": types.float32, "r": types.int32}
+    irt = {"f": _F32, "r": _I32}
+
+    @intrinsic
+    def move(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return _asm(builder, irt[dst], list(args), "mov.b32 $0, $1;", f"={dst},{src}")
+        return nb[dst](nb[src]), codegen
+    return move
+
+
+f32_bits = _move("f", "r")
+bits_f32 = _move("r", "f")
+
+
 @intrinsic
 def sts_f32(typingctx, addr, value):
     sig = types.void(types.uint32, types.float32)
@@ -309,4 +330,5 @@ INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "mma_s8": mma_s8, "ldsm_
               "tf32": tf32, "cp_async16": cp_async16, "st_v4": st_v4, "ld_v4": ld_v4, "ld_cg": ld_cg,
               "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16, "st_v2": st_v2,
               "ld_v2": ld_v2, "pack_s8": pack_s8, "unpack_s8": unpack_s8, "sts_f32": sts_f32, "lds_v4_f32": lds_v4_f32,
+              "f32_bits": f32_bits, "bits_f32": bits_f32,
               "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}
