@@ -30,7 +30,7 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
 - ``unpack_f16(bits)`` → 2 float32: the halves in the low and high 16 bits of a 32-bit register.
 - ``st_v2(array, index, r0, r1)`` / ``ld_v2(array, index)``: the same with 8 bytes (8-byte aligned),
   e.g. eight int8; ``pack_s8(a, b, c, d)`` → uint32: the low bytes of four int32 (``prmt``), a in
-  the lowest; ``unpack_s8(bits)`` → 4 int32: its four bytes sign-extended (``bfe.s32``), lowest first.
+  the lowest; ``unpack_s8(bits)`` → 4 int32: its four bytes sign-extended (``prmt``), lowest first.
 - ``ld_cg(array, index)`` → float32: ``ld.global.cg.f32``, element ``index`` of a float32 global array
   read through L2 only (never a stale L1 line: for data other blocks of the same launch wrote);
   ``ld_cg_s32(array, index)`` → int32 reads the element's 32 bits as an integer, and ``st_s32(array,
@@ -229,7 +229,8 @@ def unpack_s8(typingctx, bits):
 
     def codegen(context, builder, signature, args):
         out = _asm(builder, ir.LiteralStructType([_I32] * 4), list(args),
-                   "bfe.s32 $0, $4, 0, 8; bfe.s32 $1, $4, 8, 8; bfe.s32 $2, $4, 16, 8; bfe.s32 $3, $4, 24, 8;",
+                   "prmt.b32 $0, $4, 0, 0x8880; prmt.b32 $1, $4, 0, 0x9991; prmt.b32 $2, $4, 0, 0xAAA2; "
+                   "prmt.b32 $3, $4, 0, 0xBBB3;",  # byte k, its sign bit replicated (selector 8 + k) above it
                    "=r,=r,=r,=r,r")
         return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
     return sig, codegen
