@@ -36,8 +36,12 @@ k-steps either way.
   ``stage[n][m]`` (float32, int32 sums converted; rows padded by 4 words: conflict-free writes), then
   every thread stores runs of 8 consecutive m of one column — coalesced for channels-last outputs —
   through the template's ``store(value, m)`` after ``columns(n)`` defined that column's variables
-  (once per run: the column's coordinates cost integer divisions). Split K with s8 keeps the partial
-  sums int32 (their bits in the float32 scratch: ``st_s32`` / ``ld_cg_s32``), so the sum stays exact.
+  (once per run: the column's coordinates cost integer divisions). What a run store loads of its
+  column (a residual's words: ``fetch``) is loaded for the whole band before the band's first store.
+  Split K with s8 keeps the partial sums int32 (their bits in the float32 scratch: ``st_s32`` /
+  ``ld_cg_s32``), so the sum stays exact.
+- Registers: every tactic carries launch bounds (``min_blocks``) capping them at REGISTERS per thread,
+  two 256-thread blocks per SM.
 """
 
 from __future__ import annotations
@@ -314,7 +318,8 @@ def _finish(t: AsyncTile, k_total: int, store: Callable[[str, str], str], column
              f"run_at = smem0 + (sn * {width} + sm) * 4  # and reads them from here",
              f"for band in range({t.wm}):"]
     m = f"m0 + band * {t.band} + sm"
-    column = lambda r: [f"    n = n0 + sn + {r * per}" if r else "    n = n0 + sn"] + ["    " + ln for ln in columns("n")]
+    column = lambda r: ([f"    n = n0 + sn + {r * per}" if r else "    n = n0 + sn"]
+                        + ["    " + ln for ln in columns("n")])
     if fetch:  # loads first: each would wait for the stores before it (memory order)
         for r in range(t.bn // per):
             lines += column(r) + [f"    words{r} = {fetch(m)}"]

@@ -87,7 +87,8 @@ def assign(graph: Graph, kernels: list[Node], labels: dict) -> None:
         why = refusal(node, scales) if labels[id(node)][0] == "int8" else None
         cg = channels_per_group(node) if fp16_tensor_cores(graph, node) else 0
         if why is None and labels[id(node)][0] == "int8" and not explicit and cg % 8 == 0 and cg % S8_CHANNELS:
-            why = f"{cg} channels per group: the int8 tensor cores need a multiple of {S8_CHANNELS}, the fp16 ones run it"
+            why = (f"{cg} channels per group: the int8 tensor cores need a multiple of {S8_CHANNELS}, "
+                   "the fp16 ones run it")
         if why:
             labels[id(node)] = ("fp16", why)
     stored = {id(v): group.scale for group in int8_storage.groups(graph, labels, scales) for v in group.values}
