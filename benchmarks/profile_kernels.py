@@ -3,7 +3,7 @@
     python benchmarks/profile_kernels.py MODEL.onnx|zoo:NAME|tv:resnet50 [--batch 64] [--top 25] [--precision fp16]
 
 ``tv:NAME`` exports a torchvision network (random weights) to ONNX first (needs torch). ``--precision
-int8`` calibrates on 16 standard-normal inputs.
+int8`` calibrates on two batches of 8 standard-normal inputs.
 """
 
 from __future__ import annotations
