@@ -125,3 +125,20 @@ def test_gemm_int8_random(m, n, k, base, bias, tile, out_dtype, seed):
     assert gemm.valid(node, tile)
     exact = quantize(a, 0.05).astype(np.int64) @ (w_q.T if tb else w_q).astype(np.int64)
     run_and_check(node, arrays, tile, exact, extra)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(-1e4, 1e4, width=32), st.floats(0.0009765625, 10.0, width=32), st.integers(-(1 << 22) + 1, (1 << 22) - 1))
+def test_conversions_without_conversion_instructions(x, scale, i):
+    """The tensor-core run stores' bit tricks (codegen/int8.py), in numpy float32: the low byte of
+    ``quantized_bits`` is ``nbtrt.quant.quantize`` (clip, round half to even); ``exact_float`` of an
+    int32 below 2^22 is the integer."""
+    from nbtrt.codegen.int8 import MAGIC, MAGIC_BITS
+    inv = f32(1.0) / f32(scale)
+    bits = (np.clip(f32(x) * inv, f32(-127), f32(127)) + f32(MAGIC)).astype(f32).view(np.int32)
+    assert np.int8(bits & 0xFF) == quantize(np.array([x], f32), scale)[0]
+    ties = np.arange(-127.5, 128, 1, dtype=f32)  # halves round to even, as rint
+    tie_bits = (np.clip(ties, -127, 127) + f32(MAGIC)).astype(f32).view(np.int32)
+    assert ((tie_bits & 0xFF).astype(np.uint8).view(np.int8) == np.clip(np.rint(ties), -127, 127)).all()
+    widened = np.array([i + MAGIC_BITS], np.int64).astype(np.int32).view(f32) - f32(MAGIC)
+    assert widened[0] == i

@@ -78,6 +78,13 @@ for x, w, attrs, epilogue, out in [
     cases += [conv.emit(node, outs, ins, s8[0]), conv.emit(node, outs, ins, next(t for t in s8 if t.get("splits")))]
     assert "mma_s8" in cases[-1].source and "st_s32" in cases[-1].source
 assert "st_v2" in cases[-1].source and "unpack_s8" in cases[-1].source  # 8 int8 channels per store and load
+# the int8 residual's words loaded for the band before its stores; shared memory through 32-bit addresses; a
+# short-K s8 sum, the int8 residual and the int8 output converted through float bits (no cvt instructions)
+src = cases[-2].source
+body = src.split("def conv_")[1]
+assert "words0 = store_conv_words(" in body and body.index("words0 =") < body.index("store_conv_run(out0")
+assert "lds_v4_f32" in body and "sts_f32(stage_at" in body and "smem[" not in body
+assert "sts_f32(stage_at + 0, (bits_f32(" in src and "f32_bits(" in src and "float32(i0)" not in src
 from nbtrt.codegen import pad  # a constant pad writing 8 float16 channels per thread (the fp16 stem's input)
 from test_vector_gpu import pad_node
 node = pad_node((2, 3, 6, 5), "float32", [0, 0, 1, 0, 0, 5, 0, 1], None)
