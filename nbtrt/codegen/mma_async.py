@@ -308,7 +308,7 @@ def _finish(t: AsyncTile, k_total: int, store: Callable[[str, str], str], column
     array indexing kept the 64 staging addresses in registers (216 per thread, one block per SM)."""
     width, runs = t.band + STAGE_PAD, t.band // 8
     per = t.threads // runs
-    small = k_total * 127 * 127 < int8.EXACT  # an s8 sum (operands within ±127) converts with no instruction
+    small = k_total * 128 * 128 < int8.EXACT  # an s8 sum (int8 operands) converts with no instruction
     to_float = int8.exact_float if small else lambda c: f"float32({c})"
     lines = ["# the accumulators leave through shared memory, one warp row (band of rows) at a time",
              "cp_async_wait0()", "cuda.syncthreads()",

@@ -84,11 +84,9 @@ def assign(graph: Graph, kernels: list[Node], labels: dict) -> None:
     scales = scales_of(graph)
     explicit = bool(getattr(graph, "explicit_quantization", False))  # Q/DQ: int8 where the model says
     for node in kernels:
-        why = refusal(node, scales) if labels[id(node)][0] == "int8" else None
-        cg = channels_per_group(node) if fp16_tensor_cores(graph, node) else 0
-        if why is None and labels[id(node)][0] == "int8" and not explicit and cg % 8 == 0 and cg % S8_CHANNELS:
-            why = (f"{cg} channels per group: the int8 tensor cores need a multiple of {S8_CHANNELS}, "
-                   "the fp16 ones run it")
+        if labels[id(node)][0] != "int8":
+            continue
+        why = refusal(node, scales) or (None if explicit else _fp16_channels(graph, node))
         if why:
             labels[id(node)] = ("fp16", why)
     stored = {id(v): group.scale for group in int8_storage.groups(graph, labels, scales) for v in group.values}
@@ -123,6 +121,17 @@ def fp16_tensor_cores(graph: Graph, node: Node) -> bool:
 
 def channels_per_group(node: Node) -> int:
     return int(node.inputs[0].type.shape[1]) // int(node.attrs["base_attrs"].get("group") or 1)
+
+
+def _fp16_channels(graph: Graph, node: Node) -> str | None:
+    """Why a conv with 8k but not 16k channels per group stays fp16 (None otherwise): the int8 tensor
+    cores copy S8_CHANNELS at a time, so int8 would run on CUDA cores, slower than fp16 tensor cores."""
+    if not fp16_tensor_cores(graph, node):
+        return None
+    cg = channels_per_group(node)
+    if cg % 8 or cg % S8_CHANNELS == 0:
+        return None
+    return f"{cg} channels per group: the int8 tensor cores need a multiple of {S8_CHANNELS}, the fp16 ones run it"
 
 
 def quantize_weights(graph: Graph, node: Node, s_in: float, made: dict) -> None:
