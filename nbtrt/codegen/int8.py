@@ -56,7 +56,12 @@ def quantize_function() -> list[str]:
 def quantized(value: str, scale: float) -> str:
     """The int32 ``quantize_s8`` makes of float32 ``value`` with ``scale`` (it multiplies by the literal
     float32 1 / scale, as the reference does)."""
-    return f"quantize_s8({value}, {literal(float(np.float32(1.0) / np.float32(scale)))})"
+    return f"quantize_s8({value}, {_inverse(scale)})"
+
+
+def _inverse(scale: float) -> str:
+    """The literal float32 1 / ``scale`` the quantizations multiply by, as the reference does."""
+    return literal(float(np.float32(1.0) / np.float32(scale)))
 
 
 def dequantized_int8(value: str, scale: float) -> str:
@@ -75,8 +80,7 @@ EXACT = 1 << 22
 
 def quantized_bits(value: str, scale: float) -> str:
     """An int32 whose low byte is ``quantize_s8(value)`` (for ``pack_s8``), with no conversion."""
-    inv = literal(float(np.float32(1.0) / np.float32(scale)))
-    return f"f32_bits(min(max({value} * {inv}, float32(-127.0)), float32(127.0)) + float32({MAGIC}))"
+    return f"f32_bits(min(max({value} * {_inverse(scale)}, float32(-127.0)), float32(127.0)) + float32({MAGIC}))"
 
 
 def exact_float(value: str) -> str:
