@@ -182,12 +182,30 @@ def run_words_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
     return lines, names
 
 
+def channel_vector(a: TensorArg, out_shape, direct: bool = False) -> bool:
+    """Whether a run store reads float32 operand ``a``'s 8 channels as two 16-byte vector loads
+    (:func:`vector8_lines`): it varies over the output's channels only, at stride 1 from a 16-byte
+    aligned start (runs start at channels that are multiples of 8), e.g. a bias. ``direct``: ``a`` is
+    indexed by the channel itself (the int8 multipliers), not broadcast against the output."""
+    axis = 0 if direct else 1 - (len(out_shape) - len(a.shape))
+    return (a.dtype == "float32" and a.offset % 4 == 0 and 0 <= axis < len(a.shape)
+            and all(d == 1 for k, d in enumerate(a.shape) if k != axis) and a.strides[axis] == 1)
+
+
+def vector8_lines(a: TensorArg, chan: str, name: str) -> list[str]:
+    """``name``0..7 = channels ``chan`` + 0..7 of :func:`channel_vector` operand ``a`` (read-only loads)."""
+    at = f"{a.offset} + {chan}" if a.offset else chan
+    return [f"{name}0, {name}1, {name}2, {name}3 = ldg_v4_f32({a.param}, {at})",
+            f"{name}4, {name}5, {name}6, {name}7 = ldg_v4_f32({a.param}, {at} + 4)"]
+
+
 def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], chan: str,
                     coords: list[str], values: list[str], words: str | None = None) -> list[str]:
     """Lines that put ``values`` (channels ``chan`` + 0..7 at ``coords``) through the epilogue and store
     them as one vector (see :func:`run_storable`; an int8 output quantized, 8 bytes): the operands of
     all eight are loaded first, the run operands (:func:`run_operands`) as one vector load each, or
-    taken from the tuple ``words`` (:func:`run_words_lines`, loaded ahead)."""
+    taken from the tuple ``words`` (:func:`run_words_lines`, loaded ahead), per-channel float32 ones
+    (:func:`channel_vector`) as two."""
     out = outputs[0]
     loads, names = run_words_lines(node, outputs, inputs, chan, coords)
     if words is not None and names:
@@ -197,9 +215,17 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
     for k in runs:
         loads += _run_decode(inputs[k], k, scales[k])
 
+    program = node.attrs["epilogues"][0]
+    vectors = [k for k in epilogue.operands(program)
+               if k not in runs and channel_vector(inputs[k], out.shape)]
+    for k in vectors:
+        loads += vector8_lines(inputs[k], chan, f"x{k}_")
+
     def fetch(k, full, e):
         if k in runs:
             return f"r{k}_{e}"
+        if k in vectors:
+            return f"x{k}_{e}"
         name = f"f{sum(line.startswith('f') for line in loads)}"
         loads.append(f"{name} = {operand(node, inputs, k, index_of(inputs[k], out.shape, full))}")
         return name
@@ -207,13 +233,14 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
     bodies, results = [], []
     for e, v in enumerate(values):
         full = [coords[0], f"{chan} + {e}" if e else chan] + list(coords[1:])
-        body, result = epilogue.emit(node.attrs["epilogues"][0], v, lambda k, full=full, e=e: fetch(k, full, e),
+        body, result = epilogue.emit(program, v, lambda k, full=full, e=e: fetch(k, full, e),
                                      "float32", prefix=f"e{e}_")
         bodies += body
         results.append(result)
     at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
     if out.dtype == "int8":
-        quantized = [int8.quantized_bits(r, node.attrs["out_scales"][0]) for r in results]
+        relu = program[-1].op == "Relu" if program else False
+        quantized = [int8.quantized_bits(r, node.attrs["out_scales"][0], nonnegative=relu) for r in results]
         packed = [f"pack_s8({', '.join(quantized[e:e + 4])})" for e in (0, 4)]
         return loads + bodies + [f"st_v2({out.param}, {at}, {', '.join(packed)})"]
     packed = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]
@@ -224,8 +251,9 @@ def _run_decode(a: TensorArg, k: int, scale) -> list[str]:
     """Lines widening run operand ``k``'s words ``w<k>_j`` to float32 ``r<k>_``0..7: float16 halves, or
     int8 dequantized with ``scale``."""
     if a.dtype == "int8":
-        lines = [f"i{4 * j}, i{4 * j + 1}, i{4 * j + 2}, i{4 * j + 3} = unpack_s8(w{k}_{j})" for j in range(2)]
-        return lines + [f"r{k}_{e} = {int8.exact_float(f'i{e}')} * {literal(scale)}" for e in range(8)]
+        lines = [f"{', '.join(f'b{k}_{e}' for e in range(4 * j, 4 * j + 4))} = unpack_s8_f32(w{k}_{j})"
+                 for j in range(2)]
+        return lines + [f"r{k}_{e} = {int8.unpacked_float(f'b{k}_{e}')} * {literal(scale)}" for e in range(8)]
     return [f"r{k}_{2 * j}, r{k}_{2 * j + 1} = unpack_f16(w{k}_{j})" for j in range(4)]
 
 

@@ -5,7 +5,7 @@ the epilogue, and flat views that index a column by itself when its elements lie
 from __future__ import annotations
 
 from . import int8
-from .conv_geom import ConvGeom, run_store_lines, run_words_lines, store_lines
+from .conv_geom import ConvGeom, channel_vector, run_store_lines, run_words_lines, store_lines, vector8_lines
 from .kernel import TensorArg, contiguous_strides, indent, same_strides, unravel
 
 
@@ -37,7 +37,11 @@ def store_function(store, node, g: ConvGeom, outputs, inputs, extra, cols, t, ru
     values = [f"v{e}" for e in range(8)] if run else ["v"]
     ahead = "words" if words else None
     if run and int8.is_int8(node):
-        body += [f"acc{e} = {int8.dequantized(node, inputs, f'v{e}', f'ch + {e}')}" for e in range(8)]
+        mult = int8.multiplier(node, inputs)
+        if channel_vector(mult, outputs[0].shape, direct=True):
+            body += vector8_lines(mult, "ch", "u") + [f"acc{e} = float32(v{e}) * u{e}" for e in range(8)]
+        else:
+            body += [f"acc{e} = {int8.dequantized(node, inputs, f'v{e}', f'ch + {e}')}" for e in range(8)]
         body += run_store_lines(node, outputs, inputs, "ch", coords, [f"acc{e}" for e in range(8)], ahead)
     elif run:
         body += run_store_lines(node, outputs, inputs, "ch", coords, values, ahead)

@@ -72,20 +72,37 @@ def dequantized_int8(value: str, scale: float) -> str:
 # Conversions between int32 and float32 issue at 16 per clock per SM (an eighth of a multiply), three
 # per element of an int8 epilogue (the sum, an int8 residual, the quantized result): the run stores of
 # the tensor-core kernels (inline PTX, never simulated) avoid them. For an integer |i| < 2^22 the float
-# MAGIC + i is exact and its bits are MAGIC's plus i (MAGIC_BITS + i); adding MAGIC to a float in
-# [-127, 127] rounds it to an integer, half to even (rint), into the low bits.
+# MAGIC + i is exact and its bits are MAGIC's plus i (MAGIC_BITS + i: a short-K sum starts there);
+# adding MAGIC to a float in [-127, 127] rounds it to an integer, half to even (rint), into the low bits.
 MAGIC, MAGIC_BITS = 12582912.0, 0x4B400000  # 1.5 · 2^23
 EXACT = 1 << 22
 
 
-def quantized_bits(value: str, scale: float) -> str:
-    """An int32 whose low byte is ``quantize_s8(value)`` (for ``pack_s8``), with no conversion."""
-    return f"f32_bits(min(max({value} * {_inverse(scale)}, float32(-127.0)), float32(127.0)) + float32({MAGIC}))"
+def quantized_bits(value: str, scale: float, nonnegative: bool = False) -> str:
+    """An int32 whose low byte is ``quantize_s8(value)`` (for ``pack_s8``), with no conversion;
+    ``nonnegative``: ``value`` is never below 0 (a Relu's result), so no clip at -127."""
+    low = f"{value} * {_inverse(scale)}"
+    low = low if nonnegative else f"max({low}, float32(-127.0))"
+    return f"f32_bits(min({low}, float32(127.0)) + float32({MAGIC}))"
 
 
 def exact_float(value: str) -> str:
     """float32 of the int32 ``value`` when |value| < EXACT, with no conversion."""
     return f"(bits_f32(int32({value} + {MAGIC_BITS})) - float32({MAGIC}))"
+
+
+def biased_float(value: str) -> str:
+    """float32 of an int32 sum that started at MAGIC_BITS instead of 0 (|sum| < EXACT): one subtraction."""
+    return f"(bits_f32({value}) - float32({MAGIC}))"
+
+
+# ``ptx.unpack_s8_f32`` widens int8 q to the float 2^23 + 128 + q (its bits: 2^23's with the byte q + 128)
+S8_BIAS = 8388736.0
+
+
+def unpacked_float(value: str) -> str:
+    """float32 of an int8 that ``unpack_s8_f32`` widened, with one subtraction."""
+    return f"({value} - float32({S8_BIAS}))"
 
 
 def multiplier(node: Node, inputs: list[TensorArg | None]) -> TensorArg:

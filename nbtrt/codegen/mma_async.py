@@ -220,7 +220,7 @@ def kernel(name: str, params: list[str], t: AsyncTile, mnk: tuple[int, int, int]
               if t.splits > 1 else []),
             "smem0 = shared_addr(smem)", f"kc = tid % {CHUNKS}  # the 16-byte chunk ({t.elems} k) this thread copies"]
     body += prologue + ca.setup() + cb.setup() + _lanes(t)
-    zero = "int32(0)" if t.acc == "int32" else "float32(0.0)"
+    zero = "float32(0.0)" if t.acc == "float32" else f"int32({int8.MAGIC_BITS})" if _biased(t, k_total) else "int32(0)"
     body += [f"c{i}_{j}_{e} = {zero}" for i in range(t.fm) for j in range(t.fn) for e in range(4)]
 
     def issue(k0: str, slot: str) -> list[str]:
@@ -299,6 +299,12 @@ def scratch_words(t: AsyncTile, grid: tuple[int, int, int]) -> tuple[int, int]:
     return tiles * t.splits * t.bm * t.bn, tiles
 
 
+def _biased(t: AsyncTile, k_total: int) -> bool:
+    """Whether the int32 sums start at ``int8.MAGIC_BITS``: short K (|sum| of int8 products < EXACT), no
+    split; their bits are then the float MAGIC + sum (``int8.biased_float``)."""
+    return t.acc == "int32" and t.splits == 1 and k_total * 128 * 128 < int8.EXACT
+
+
 def _finish(t: AsyncTile, k_total: int, store: Callable[[str, str], str], columns: Callable[[str], list[str]],
             store_run: Callable[..., str] | None, fetch: Callable[[str], str] | None) -> list[str]:
     """Per warp row: its warps stage their accumulators as stage[n][m]; then each thread stores runs of
@@ -309,7 +315,8 @@ def _finish(t: AsyncTile, k_total: int, store: Callable[[str, str], str], column
     width, runs = t.band + STAGE_PAD, t.band // 8
     per = t.threads // runs
     small = k_total * 128 * 128 < int8.EXACT  # an s8 sum (int8 operands) converts with no instruction
-    to_float = int8.exact_float if small else lambda c: f"float32({c})"
+    to_float = (int8.biased_float if _biased(t, k_total) else int8.exact_float if small
+                else lambda c: f"float32({c})")
     lines = ["# the accumulators leave through shared memory, one warp row (band of rows) at a time",
              "cp_async_wait0()", "cuda.syncthreads()",
              "g = lane // 4", "q = lane % 4", f"mine = warp // {t.wn}",

@@ -26,11 +26,14 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
 - ``st_v4(array, index, r0, r1, r2, r3)``: ``st.global.v4.b32``, 16 bytes (four 32-bit registers,
   e.g. eight halves packed by ``pack_f16``) stored at element ``index`` of a global array (16-byte aligned).
 - ``ld_v4(array, index)`` → 4 uint32: ``ld.global.v4.b32``, the 16 bytes at element ``index`` of a
-  global array (16-byte aligned), e.g. eight halves that ``unpack_f16`` widens.
+  global array (16-byte aligned), e.g. eight halves that ``unpack_f16`` widens; ``ldg_v4_f32(array,
+  index)`` → 4 float32: ``ld.global.nc.v4.f32`` (read-only data path), four of a float32 constant.
 - ``unpack_f16(bits)`` → 2 float32: the halves in the low and high 16 bits of a 32-bit register.
 - ``st_v2(array, index, r0, r1)`` / ``ld_v2(array, index)``: the same with 8 bytes (8-byte aligned),
   e.g. eight int8; ``pack_s8(a, b, c, d)`` → uint32: the low bytes of four int32 (``prmt``), a in
-  the lowest; ``unpack_s8(bits)`` → 4 int32: its four bytes sign-extended (``prmt``), lowest first.
+  the lowest; ``unpack_s8(bits)`` → 4 int32: its four bytes sign-extended (``prmt``), lowest first;
+  ``unpack_s8_f32(bits)`` → 4 float32: byte q as the float 2^23 + 128 + q (one ``prmt`` each under
+  2^23's exponent bits, after flipping the sign bits), exact: ``int8.unpacked_float`` subtracts.
 - ``ld_cg(array, index)`` → float32: ``ld.global.cg.f32``, element ``index`` of a float32 global array
   read through L2 only (never a stale L1 line: for data other blocks of the same launch wrote);
   ``ld_cg_s32(array, index)`` → int32 reads the element's 32 bits as an integer, and ``st_s32(array,
@@ -182,13 +185,15 @@ def _vector_store(n: int):
     return codegen
 
 
-def _vector_load(n: int):
-    """Codegen of ``ld.global.v<n>.b32``: n 32-bit registers from element ``index`` of a global array."""
-    text = f"ld.global.v{n}.b32 {{{','.join(f'${k}' for k in range(n))}}}, [${n}];"
+def _vector_load(n: int, space: str = "global", kind: str = "b32"):
+    """Codegen of ``ld.global.v<n>.b32``: n 32-bit registers from element ``index`` of a global array
+    (``space`` "global.nc": through the read-only data path, for constants; ``kind`` "f32": as float32)."""
+    text = f"ld.{space}.v{n}.{kind} {{{','.join(f'${k}' for k in range(n))}}}, [${n}];"
+    irt, reg = (_F32, "=f") if kind == "f32" else (_I32, "=r")
 
     def codegen(context, builder, signature, args):
         ptr = _address(context, builder, signature.args[0], args[0], args[1])
-        out = _asm(builder, ir.LiteralStructType([_I32] * n), [ptr], text, ",".join(["=r"] * n + ["l"]))
+        out = _asm(builder, ir.LiteralStructType([irt] * n), [ptr], text, ",".join([reg] * n + ["l"]))
         return context.make_tuple(builder, signature.return_type, [builder.extract_value(out, i) for i in range(n)])
     return codegen
 
@@ -201,6 +206,11 @@ def st_v4(typingctx, array, index, r0, r1, r2, r3):
 @intrinsic
 def ld_v4(typingctx, array, index):
     return types.UniTuple(types.uint32, 4)(array, types.int64), _vector_load(4)
+
+
+@intrinsic
+def ldg_v4_f32(typingctx, array, index):
+    return types.UniTuple(types.float32, 4)(array, types.int64), _vector_load(4, "global.nc", "f32")
 
 
 @intrinsic
@@ -232,6 +242,20 @@ def unpack_s8(typingctx, bits):
                    "prmt.b32 $0, $4, 0, 0x8880; prmt.b32 $1, $4, 0, 0x9991; prmt.b32 $2, $4, 0, 0xAAA2; "
                    "prmt.b32 $3, $4, 0, 0xBBB3;",  # byte k, its sign bit replicated (selector 8 + k) above it
                    "=r,=r,=r,=r,r")
+        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+    return sig, codegen
+
+
+@intrinsic
+def unpack_s8_f32(typingctx, bits):
+    sig = types.UniTuple(types.float32, 4)(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        out = _asm(builder, ir.LiteralStructType([_F32] * 4), list(args),
+                   "{ .reg .b32 t, m; xor.b32 t, $4, 0x80808080; mov.b32 m, 0x4B000000; "  # q + 128 in each byte
+                   "prmt.b32 $0, t, m, 0x7650; prmt.b32 $1, t, m, 0x7651; prmt.b32 $2, t, m, 0x7652; "
+                   "prmt.b32 $3, t, m, 0x7653; }",  # byte k under 2^23's exponent: the float 2^23 + q + 128
+                   "=f,=f,=f,=f,r")
         return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
     return sig, codegen
 
@@ -329,7 +353,8 @@ CP_ASYNC_WAITS = {f"cp_async_wait{n}": _no_operand(f"cp.async.wait_group {n};") 
 INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "mma_s8": mma_s8, "ldsm_x4": ldsm_x4,
               "ldsm_x4_t": ldsm_x4_t, "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16,
               "tf32": tf32, "cp_async16": cp_async16, "st_v4": st_v4, "ld_v4": ld_v4, "ld_cg": ld_cg,
-              "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16, "st_v2": st_v2,
-              "ld_v2": ld_v2, "pack_s8": pack_s8, "unpack_s8": unpack_s8, "sts_f32": sts_f32, "lds_v4_f32": lds_v4_f32,
-              "f32_bits": f32_bits, "bits_f32": bits_f32,
+              "ldg_v4_f32": ldg_v4_f32, "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16,
+              "st_v2": st_v2, "ld_v2": ld_v2, "pack_s8": pack_s8, "unpack_s8": unpack_s8, "sts_f32": sts_f32,
+              "unpack_s8_f32": unpack_s8_f32,
+              "lds_v4_f32": lds_v4_f32, "f32_bits": f32_bits, "bits_f32": bits_f32,
               "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}

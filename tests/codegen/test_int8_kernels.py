@@ -133,8 +133,9 @@ def test_gemm_int8_random(m, n, k, base, bias, tile, out_dtype, seed):
 def test_conversions_without_conversion_instructions(x, scale, i):
     """The tensor-core run stores' bit tricks (codegen/int8.py), in numpy float32: the low byte of
     ``quantized_bits`` is ``nbtrt.quant.quantize`` (clip, round half to even); ``exact_float`` of an
-    int32 below 2^22 is the integer."""
-    from nbtrt.codegen.int8 import MAGIC, MAGIC_BITS
+    int32 below 2^22 is the integer, and so is a sum that started at MAGIC_BITS (``biased_float``);
+    ``unpacked_float`` of a widened int8 is the int8."""
+    from nbtrt.codegen.int8 import MAGIC, MAGIC_BITS, S8_BIAS
     inv = f32(1.0) / f32(scale)
     bits = (np.clip(f32(x) * inv, f32(-127), f32(127)) + f32(MAGIC)).astype(f32).view(np.int32)
     assert np.int8(bits & 0xFF) == quantize(np.array([x], f32), scale)[0]
@@ -143,3 +144,7 @@ def test_conversions_without_conversion_instructions(x, scale, i):
     assert ((tie_bits & 0xFF).astype(np.uint8).view(np.int8) == np.clip(np.rint(ties), -127, 127)).all()
     widened = np.array([i + MAGIC_BITS], np.int64).astype(np.int32).view(f32) - f32(MAGIC)
     assert widened[0] == i
+    biased = np.array([MAGIC_BITS], np.int32) + np.array([i], np.int32)  # the int32 sum started there
+    assert biased.view(f32)[0] - f32(MAGIC) == i
+    q = np.arange(-128, 128, dtype=np.int32)  # ptx.unpack_s8_f32: the byte q ^ 0x80 under 2^23's exponent
+    assert ((((q & 0xFF) ^ 0x80) | 0x4B000000).view(f32) - f32(S8_BIAS) == q).all()

@@ -66,6 +66,7 @@ assert "quantize_s8" in cases[-1].source
 # int8 tensor cores (mma_async math s8): int8 channels-last input, a 3x3 with a residual into float16,
 # a strided 1x1 with the raw sums, a grouped 3x3 storing int8; each also with split K (int32 partial sums)
 from test_int8_gpu import int8_conv_node
+from nbtrt.codegen.int8 import MAGIC_BITS
 for x, w, attrs, epilogue, out in [
         ((2, 32, 9, 9), (40, 32, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)), "residual", "float16"),
         ((1, 64, 8, 8), (96, 64, 1, 1), dict(kernel_shape=(1, 1), strides=(2, 2)), None, "float32"),
@@ -85,6 +86,8 @@ body = src.split("def conv_")[1]
 assert "words0 = store_conv_words(" in body and body.index("words0 =") < body.index("store_conv_run(out0")
 assert "lds_v4_f32" in body and "sts_f32(stage_at" in body and "smem[" not in body
 assert "sts_f32(stage_at + 0, (bits_f32(" in src and "f32_bits(" in src and "float32(i0)" not in src
+assert f"c0_0_0 = int32({MAGIC_BITS})" in body and "unpack_s8_f32(w3_0)" in src  # the sums start at the magic
+assert "ldg_v4_f32(in4, ch + 4)" in src and "ldg_v4_f32(in2, ch)" in src and "[ch + 1]" not in src  # vector loads
 from nbtrt.codegen import pad  # a constant pad writing 8 float16 channels per thread (the fp16 stem's input)
 from test_vector_gpu import pad_node
 node = pad_node((2, 3, 6, 5), "float32", [0, 0, 1, 0, 0, 5, 0, 1], None)

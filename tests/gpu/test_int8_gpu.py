@@ -18,6 +18,7 @@ from harness import expected, run_generated  # noqa: E402
 from test_mma_gpu import BIAS_RELU, CONV, RESIDUAL, nhwc_args, pipelined_geometry  # noqa: E402
 
 from nbtrt.codegen import conv, mma_async  # noqa: E402
+from nbtrt.codegen.int8 import MAGIC_BITS  # noqa: E402
 from nbtrt.groups import group_attrs, group_op  # noqa: E402
 from nbtrt.ir import Graph, Node, TensorType  # noqa: E402
 from nbtrt.reference import KERNELS  # noqa: E402
@@ -117,6 +118,20 @@ def test_every_s8_tile_at_a_resnet_layer(shape):
                       if (t["bm"], t["bn"], t["wm"], t["wn"], t["stages"]) == shape)
         spec = check_s8(node, tactic, np.random.default_rng(2), (ins, outs))
         assert "cp_async16" in spec.source
+
+
+@pytest.mark.parametrize("shape", mma_async.SHAPES[:4])
+def test_short_k_s8_sums_start_at_the_magic(shape):
+    """A 1×1 layer with K = 64 (int32 sums started at int8.MAGIC_BITS, read back as floats with one
+    subtraction): exact sums; then bias + int8 residual + Relu into int8 (the vector-loaded bias and
+    multipliers, the widened residual bytes, no lower clip) within one quantization step."""
+    for epilogue, out in ((None, "float32"), ("residual_int8", "int8")):
+        node = int8_conv_node((2, 64, 9, 11), (96, 64, 1, 1), dict(kernel_shape=(1, 1)), epilogue, out)
+        ins, outs = nhwc_args(node)
+        tactic = next(t for t in s8_tactics(node, ins, outs)
+                      if (t["bm"], t["bn"], t["wm"], t["wn"], t["stages"]) == shape)
+        spec = check_s8(node, tactic, np.random.default_rng(4), (ins, outs))
+        assert f"int32({MAGIC_BITS})" in spec.source
 
 
 @pytest.mark.parametrize("splits", mma_async.SPLITS)
