@@ -3,7 +3,8 @@ their fused epilogue), and plain MaxPool / AveragePool nodes (also MaxPool's ``I
 
 Windowed pools: one thread per output element (grid-stride loop); on a GPU, for float16
 channels-last tensors, one thread per run of 8 channels (16-byte loads widened to float32, one
-16-byte store), which spends the index arithmetic once per 8 elements. Along spatial axis i with kernel K,
+16-byte store), which spends the index arithmetic once per 8 elements; an int8 max pool takes 16
+channels (16 bytes) per thread where they align, two per ``max.s16x2``, else 8. Along spatial axis i with kernel K,
 stride s, dilation d and begin pad pb, output o reads input positions ``o·s − pb + k·d`` (k < K); a
 position outside the input is skipped (MaxPool pads with −∞). Bounds checks are emitted only on axes
 where some window leaves the input. AveragePool divides by the number of counted cells, which is
@@ -35,6 +36,7 @@ from .kernel import (KernelSpec, TensorArg, element_order, header, identifier, i
 from .numba_env import simulated
 from .reduce import (ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, lowest,
                      resolve)
+from .tiled import SMS
 
 WINDOW_TACTICS = [{"threads": t, "rows": 1} for t in (64, 128, 256, 512)]
 TACTICS = WINDOW_TACTICS + ROW_TACTICS
@@ -105,30 +107,35 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
     nsp, is_max = len(geo), base == "MaxPool"
     acc_shape = tuple(x.shape[:2]) + tuple(g[6] for g in geo)
     indices = outputs[len(programs)] if is_max and len(outputs) > len(programs) else None
-    lanes = LANES if indices is None and len(programs) == 1 and _runs_of_8(x, outputs[0], is_max, programs[0]) else 1
+    lanes = _lanes(x, outputs[0], is_max, programs[0]) if indices is None and len(programs) == 1 else 1
     coords = [f"c{a}" for a in range(len(acc_shape))]
     space = (acc_shape[0], acc_shape[1] // lanes) + acc_shape[2:]  # a thread's channels: c1..c1+lanes-1
     total = int(np.prod(space, dtype=np.int64))
     lines = ["i = cuda.grid(1)", "step = cuda.gridsize(1)", f"while i < {total}:"]
     body = unravel("i", space, order=element_order(outputs[0]))
     if lanes > 1:
-        body.append(f"c1 = c1 * {lanes}  # the first of this thread's {lanes} channels (one 16-byte run)")
+        body.append(f"c1 = c1 * {lanes}  # the first of this thread's {lanes} channels (one vector run)")
     nc = TensorArg(x.param, x.dtype, x.shape[:2] + (1,) * nsp, x.strides, x.offset)
     body.append(f"xb = {index_of(nc, acc_shape, coords)}  # X[n, c] starts here")
     for i, (n, k, s, d, pb, pe, o) in enumerate(geo):
         start = f"c{2 + i}" + (f" * {s}" if s != 1 else "") + (f" - {pb}" if pb else "")
         body.append(f"p{2 + i} = {start}  # window start, axis {2 + i}")
-    accs = [f"acc{e}" for e in range(lanes)] if lanes > 1 else ["acc"]
-    first = "int32(-128)" if lanes > 1 and x.dtype == "int8" else lowest(cd) if is_max else literal(0, cd)
+    accs = [f"acc{e}" for e in range(min(lanes, LANES))] if lanes > 1 else ["acc"]
+    first = {S8_LANES: f"uint32({PAIR_LOWEST})", LANES: "int32(-128)"}.get(lanes, "") if x.dtype == "int8" else ""
+    first = first or (lowest(cd) if is_max else literal(0, cd))
     body += [f"{a} = {first}" for a in accs]
     if indices is not None:
         body.append("arg = int64(-1)")
-    inner = _accumulate_run(x, is_max) if lanes > 1 else _accumulate(geo, x, cd, is_max, indices, attrs)
+    inner = (_max_run_s8(x) if lanes == S8_LANES else _accumulate_run(x, is_max) if lanes > 1
+             else _accumulate(geo, x, cd, is_max, indices, attrs))
     body += _window_loops(geo, x, inner)
     if not is_max:
         lines_n, divisor = _counts(geo, flag(Node(base, [], [], dict(attrs)), "count_include_pad"), cd)
         body += lines_n + [f"{a} = {a} / {divisor}" for a in accs]
-    if lanes > 1:
+    if lanes == S8_LANES:
+        packed = ", ".join(f"gather_s8(acc{2 * w}, acc{2 * w + 1})" for w in range(4))
+        body.append(f"st_v4({outputs[0].param}, {index_of(outputs[0], outputs[0].shape, coords)}, {packed})")
+    elif lanes > 1:
         body += _store_run(programs[0], outputs[0], inputs, coords, cd)
     else:
         body += _epilogues(programs, splits, outputs, inputs, coords, cd)
@@ -151,15 +158,37 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
 
 
 LANES = 8  # channels per vector run: 16 bytes of float16, 8 of int8
+S8_LANES = 16  # an int8 max pool's run where 16 int8 channels align: 16 bytes, two channels per max
+PAIR_LOWEST = 0xFF80FF80  # -128 in both 16-bit halves
+BUSY = SMS * 1024  # threads a pool needs to take 16 int8 channels per thread (see _lanes)
 
 
-def _runs_of_8(x: TensorArg, out: TensorArg, is_max: bool, program) -> bool:
-    """Whether each thread can pool 8 channels at once (on a GPU: the simulator has no vector loads):
-    float16, or an int8 max pool without epilogue (int8 storage)."""
+def _lanes(x: TensorArg, out: TensorArg, is_max: bool, program) -> int:
+    """How many channels each thread pools at once (on a GPU: the simulator has no vector loads): 8 of
+    float16; of an int8 max pool without epilogue (int8 storage), 16 where their runs are 16-byte
+    aligned and the pool still has a thread for every one of 1024 per SM (fewer threads with twice
+    the work each do not pay when they leave SMs idle: batch 1), else 8; else 1."""
     if simulated():
-        return False
-    return (runs_of_8(x) and runs_of_8(out)) or (is_max and not program and runs_of_8(x, "int8")
-                                                 and runs_of_8(out, "int8"))
+        return 1
+    if runs_of_8(x) and runs_of_8(out):
+        return LANES
+    if not (is_max and not program and runs_of_8(x, "int8") and runs_of_8(out, "int8")):
+        return 1
+    aligned = lambda a: a.shape[1] % 16 == 0 and a.offset % 16 == 0 and all(
+        s % 16 == 0 for k, s in enumerate(a.strides) if k != 1 and a.shape[k] > 1)
+    busy = int(np.prod(out.shape, dtype=np.int64)) // S8_LANES >= BUSY
+    return S8_LANES if aligned(x) and aligned(out) and busy else LANES
+
+
+def _max_run_s8(x: TensorArg) -> list[str]:
+    """The innermost lines for 16 int8 channels: one 16-byte load, each word spread into its even and
+    odd bytes as 16-bit halves, and ``max.s16x2`` into acc0..acc7 (acc2w: word w's bytes 0, 2; acc2w+1:
+    bytes 1, 3)."""
+    lines = [f"r0, r1, r2, r3 = ld_v4({x.param}, at)"]
+    for w in range(4):
+        lines += [f"e{w}, o{w} = spread_s8(r{w})", f"acc{2 * w} = max_s16x2(acc{2 * w}, e{w})",
+                  f"acc{2 * w + 1} = max_s16x2(acc{2 * w + 1}, o{w})"]
+    return lines
 
 
 def _accumulate_run(x: TensorArg, is_max: bool) -> list[str]:

@@ -34,6 +34,9 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
   the lowest; ``unpack_s8(bits)`` → 4 int32: its four bytes sign-extended (``prmt``), lowest first;
   ``unpack_s8_f32(bits)`` → 4 float32: byte q as the float 2^23 + 128 + q (one ``prmt`` each under
   2^23's exponent bits, after flipping the sign bits), exact: ``int8.unpacked_float`` subtracts.
+- ``spread_s8(bits)`` → (even, odd): bytes 0, 2 and bytes 1, 3 of a word sign-extended into the 16-bit
+  halves of two words; ``max_s16x2(a, b)``: ``max.s16x2``, both halves at once (sm_90);
+  ``gather_s8(even, odd)`` → the word again from the halves' low bytes (int8 max pools, 16 per thread).
 - ``ld_cg(array, index)`` → float32: ``ld.global.cg.f32``, element ``index`` of a float32 global array
   read through L2 only (never a stale L1 line: for data other blocks of the same launch wrote);
   ``ld_cg_s32(array, index)`` → int32 reads the element's 32 bits as an integer, and ``st_s32(array,
@@ -261,6 +264,35 @@ def unpack_s8_f32(typingctx, bits):
 
 
 @intrinsic
+def spread_s8(typingctx, bits):
+    sig = types.UniTuple(types.uint32, 2)(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        out = _asm(builder, ir.LiteralStructType([_I32] * 2), list(args),
+                   "prmt.b32 $0, $2, 0, 0xA280; prmt.b32 $1, $2, 0, 0xB391;", "=r,=r,r")
+        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(2)])
+    return sig, codegen
+
+
+@intrinsic
+def max_s16x2(typingctx, a, b):
+    sig = types.uint32(types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        return _asm(builder, _I32, list(args), "max.s16x2 $0, $1, $2;", "=r,r,r")
+    return sig, codegen
+
+
+@intrinsic
+def gather_s8(typingctx, even, odd):
+    sig = types.uint32(types.uint32, types.uint32)
+
+    def codegen(context, builder, signature, args):
+        return _asm(builder, _I32, list(args), "prmt.b32 $0, $1, $2, 0x6240;", "=r,r,r")
+    return sig, codegen
+
+
+@intrinsic
 def unpack_f16(typingctx, bits):
     sig = types.UniTuple(types.float32, 2)(types.uint32)
 
@@ -355,6 +387,6 @@ INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "mma_s8": mma_s8, "ldsm_
               "tf32": tf32, "cp_async16": cp_async16, "st_v4": st_v4, "ld_v4": ld_v4, "ld_cg": ld_cg,
               "ldg_v4_f32": ldg_v4_f32, "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16,
               "st_v2": st_v2, "ld_v2": ld_v2, "pack_s8": pack_s8, "unpack_s8": unpack_s8, "sts_f32": sts_f32,
-              "unpack_s8_f32": unpack_s8_f32,
+              "unpack_s8_f32": unpack_s8_f32, "spread_s8": spread_s8, "max_s16x2": max_s16x2, "gather_s8": gather_s8,
               "lds_v4_f32": lds_v4_f32, "f32_bits": f32_bits, "bits_f32": bits_f32,
               "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}
