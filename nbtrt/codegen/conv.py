@@ -254,7 +254,7 @@ def _async_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     call = lambda v, m: f"{store}({', '.join(extra)}, z, {m}, {', '.join(cols)}, {v})"
     lines = store_function(store, node, g, outputs, inputs, extra, cols, t, flat=flat)
     run = fetch = None
-    if run_storable(node, g, outputs):  # eight channels per 16-byte store; residual runs loaded ahead
+    if run_storable(node, g, outputs, inputs):  # eight channels per 16-byte store; residual runs loaded ahead
         ahead = bool(run_operands(node, outputs, inputs))
         lines += store_function(store + "_run", node, g, outputs, inputs, extra, cols, t, run=True, flat=flat,
                                 words=ahead)

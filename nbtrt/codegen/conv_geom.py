@@ -115,20 +115,26 @@ def store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | N
                 coords: list[str], value: str) -> list[str]:
     """Lines that store ``value`` (the anchor's result at batch/spatial ``coords`` and global channel
     ``chan``) through the epilogue of the output that owns ``chan``."""
+    def body(i: int, local: str) -> list[str]:
+        out, full = outputs[i], [coords[0], local] + list(coords[1:])
+        fetch = lambda k: operand(node, inputs, k, index_of(inputs[k], out.shape, full))
+        lines, result = epilogue.emit(node.attrs["epilogues"][i], value, fetch, "float32", prefix=f"e{i}_")
+        return lines + [store_element(node, i, out, index_of(out, out.shape, full), result)]
+    return by_output(node, outputs, chan, body)
+
+
+def by_output(node: Node, outputs: list[TensorArg], chan: str, body) -> list[str]:
+    """``body(i, local)``'s lines for the output ``i`` that owns global channel ``chan`` (``local``: the
+    channel within that output), behind a test of ``chan`` when there are several."""
+    if len(outputs) == 1:
+        return body(0, chan)
     offsets = split_offsets(node, _total(node, outputs), len(outputs))
     lines: list[str] = []
-    for i, out in enumerate(outputs):
+    for i in range(len(outputs)):
         local = chan if offsets[i] == 0 else f"cl{i}"
-        full = [coords[0], local] + list(coords[1:])
-        fetch = lambda k, out=out, full=full: operand(node, inputs, k, index_of(inputs[k], out.shape, full))
-        body, result = epilogue.emit(node.attrs["epilogues"][i], value, fetch, "float32", prefix=f"e{i}_")
-        body = ([f"{local} = {chan} - {offsets[i]}"] if offsets[i] else []) + body
-        body.append(store_element(node, i, out, index_of(out, out.shape, full), result))
-        if len(outputs) == 1:
-            return body
         test = "else:" if i == len(outputs) - 1 else f"{'if' if i == 0 else 'elif'} {chan} < {offsets[i + 1]}:"
         lines.append(test)
-        lines += ["    " + b for b in body]
+        lines += ["    " + b for b in ([f"{local} = {chan} - {offsets[i]}"] if offsets[i] else []) + body(i, local)]
     return lines
 
 
@@ -150,20 +156,25 @@ def store_element(node: Node, i: int, out: TensorArg, index: str, value: str) ->
     return store(out, index, value, "float32")
 
 
-def run_storable(node: Node, g: ConvGeom, outputs: list[TensorArg]) -> bool:
-    """Whether 8 consecutive output channels can leave as one vector store: one float16 (or int8)
-    channels-last output whose every run of 8 channels starts 16-byte (8-byte) aligned, Mg a multiple
-    of 8."""
-    return len(outputs) == 1 and (runs_of_8(outputs[0]) or runs_of_8(outputs[0], "int8")) and g.mg % 8 == 0
+def run_storable(node: Node, g: ConvGeom, outputs: list[TensorArg], inputs: list[TensorArg | None]) -> bool:
+    """Whether 8 consecutive output channels can leave as one vector store: float16 (or int8)
+    channels-last outputs whose every run of 8 channels starts 16-byte (8-byte) aligned, Mg a multiple
+    of 8; the outputs of a merged conv each own whole runs (channel offsets multiples of 8) and have no
+    run operands."""
+    if g.mg % 8 or not all(runs_of_8(o) or runs_of_8(o, "int8") for o in outputs):
+        return False
+    offsets = split_offsets(node, _total(node, outputs), len(outputs))
+    return len(outputs) == 1 or (all(o % 8 == 0 for o in offsets)
+                                 and not any(run_operands(node, outputs, inputs, i) for i in range(len(outputs))))
 
 
-def run_operands(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None]) -> list[int]:
-    """The epilogue operands a run store loads 8 channels at a time: channels-last ones of the
-    output's channel count (float16: 16 bytes; int8 with an ``in_scales`` scale: 8 bytes), e.g. a
-    residual."""
+def run_operands(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], i: int = 0) -> list[int]:
+    """The epilogue operands a run store of output ``i`` loads 8 channels at a time: channels-last ones
+    of the output's channel count (float16: 16 bytes; int8 with an ``in_scales`` scale: 8 bytes), e.g.
+    a residual."""
     scales = node.attrs.get("in_scales") or [None] * len(inputs)
-    out = outputs[0]
-    return [k for k in epilogue.operands(node.attrs["epilogues"][0])
+    out = outputs[i]
+    return [k for k in epilogue.operands(node.attrs["epilogues"][i])
             if len(inputs[k].shape) == len(out.shape) and inputs[k].shape[1] == out.shape[1]
             and (runs_of_8(inputs[k]) or runs_of_8(inputs[k], "int8") and scales[k] is not None)]
 
@@ -205,17 +216,24 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
     them as one vector (see :func:`run_storable`; an int8 output quantized, 8 bytes): the operands of
     all eight are loaded first, the run operands (:func:`run_operands`) as one vector load each, or
     taken from the tuple ``words`` (:func:`run_words_lines`, loaded ahead), per-channel float32 ones
-    (:func:`channel_vector`) as two."""
-    out = outputs[0]
-    loads, names = run_words_lines(node, outputs, inputs, chan, coords)
+    (:func:`channel_vector`) as two. A merged conv's run goes to the output that owns it."""
+    return by_output(node, outputs, chan, lambda i, local: _run_lines(node, outputs, inputs, i, local, coords, values,
+                                                                      words))
+
+
+def _run_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], i: int, chan: str,
+               coords: list[str], values: list[str], words: str | None) -> list[str]:
+    """:func:`run_store_lines` for output ``i`` (``chan``: its own channel)."""
+    out = outputs[i]
+    loads, names = run_words_lines(node, outputs, inputs, chan, coords) if i == 0 else ([], [])
     if words is not None and names:
         loads = [f"{', '.join(names)} = {words}"]
     scales = node.attrs.get("in_scales") or [None] * len(inputs)
-    runs = run_operands(node, outputs, inputs)
+    runs = run_operands(node, outputs, inputs, i)
     for k in runs:
         loads += _run_decode(inputs[k], k, scales[k])
 
-    program = node.attrs["epilogues"][0]
+    program = node.attrs["epilogues"][i]
     vectors = [k for k in epilogue.operands(program)
                if k not in runs and channel_vector(inputs[k], out.shape)]
     for k in vectors:
@@ -240,7 +258,7 @@ def run_store_lines(node: Node, outputs: list[TensorArg], inputs: list[TensorArg
     at = index_of(out, out.shape, [coords[0], chan] + list(coords[1:]))
     if out.dtype == "int8":
         relu = program[-1].op == "Relu" if program else False
-        quantized = [int8.quantized_bits(r, node.attrs["out_scales"][0], nonnegative=relu) for r in results]
+        quantized = [int8.quantized_bits(r, node.attrs["out_scales"][i], nonnegative=relu) for r in results]
         packed = [f"pack_s8({', '.join(quantized[e:e + 4])})" for e in (0, 4)]
         return loads + bodies + [f"st_v2({out.param}, {at}, {', '.join(packed)})"]
     packed = [f"pack_f16({results[e]}, {results[e + 1]})" for e in range(0, 8, 2)]

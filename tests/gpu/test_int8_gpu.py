@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "codegen"))
 from harness import expected, run_generated  # noqa: E402
-from test_mma_gpu import BIAS_RELU, CONV, RESIDUAL, nhwc_args, pipelined_geometry  # noqa: E402
+from test_mma_gpu import BIAS_RELU, CONV, RESIDUAL, channels_last, nhwc_args, pipelined_geometry  # noqa: E402
 
 from nbtrt.codegen import conv, mma_async  # noqa: E402
 from nbtrt.codegen.int8 import MAGIC_BITS  # noqa: E402
-from nbtrt.groups import group_attrs, group_op  # noqa: E402
+from nbtrt.groups import Step, group_attrs, group_op  # noqa: E402
 from nbtrt.ir import Graph, Node, TensorType  # noqa: E402
 from nbtrt.reference import KERNELS  # noqa: E402
 
@@ -132,6 +132,55 @@ def test_short_k_s8_sums_start_at_the_magic(shape):
                       if (t["bm"], t["bn"], t["wm"], t["wn"], t["stages"]) == shape)
         spec = check_s8(node, tactic, np.random.default_rng(4), (ins, outs))
         assert f"int32({MAGIC_BITS})" in spec.source
+
+
+def merged_conv_node(x_shape, splits, out_dtypes, math):
+    """A merged 1×1 conv (``passes/merge_parallel``: parallel 1×1s sharing their input) with one output
+    per split, each with its own bias + Relu (an int8 output with its own scale); s8 or f16 math."""
+    g = Graph()
+    m, dt = sum(splits), "int8" if math == "s8" else "float16"
+    specs = [(x_shape, dt), ((m, x_shape[1], 1, 1), dt)] + [((s, 1, 1), "float32") for s in splits]
+    specs += [((m,), "float32")] if math == "s8" else []
+    ins = [g.add_input(f"x{k}", TensorType(d, s)) for k, (s, d) in enumerate(specs)]
+    programs = tuple((Step("Add", ("acc", f"in{2 + i}")), Step("Relu", ("s0",))) for i in range(len(splits)))
+    node = g.add_node(group_op("Conv"), ins, len(splits), name="conv", attrs=group_attrs(
+        "Conv", dict(CONV, kernel_shape=(1, 1)), 2, splits, programs, ("conv",)))
+    for v, s, d in zip(node.outputs, splits, out_dtypes):
+        v.type = TensorType(d, (x_shape[0], s) + tuple(x_shape[2:]))
+    node.attrs["out_scales"] = [0.05 * (i + 1) if d == "int8" else None for i, d in enumerate(out_dtypes)]
+    if math == "s8":
+        node.attrs.update(math="int8", int8_scale=0.05, int8_multiplier=len(ins) - 1)
+    else:
+        node.attrs["math"] = "fp16"
+    return node
+
+
+@pytest.mark.parametrize("math", ["s8", "f16"])
+def test_merged_conv_stores_whole_runs_per_output(math):
+    """Three outputs (32, 16 and 48 channels) into channel slices of wider channels-last buffers, int8
+    and float16, each with its own bias, Relu and scale: every run of 8 channels goes through its own
+    output's epilogue as one vector store (poisoned buffers: an unwritten or misplaced run shows)."""
+    splits, dtypes = (32, 16, 48), ("int8", "float16", "int8")
+    node = merged_conv_node((2, 64, 9, 11), splits, dtypes, math)
+    ins, _ = nhwc_args(node)
+    outs = [channels_last(f"out{i}", d, v.type.shape, 96, 16) for i, (v, d) in enumerate(zip(node.outputs, dtypes))]
+    rng = np.random.default_rng(6)
+    if math == "s8":
+        arrays = int8_arrays(node, rng)
+        arrays[-1] *= np.float32(0.01)  # sums of about ±1 against scales of 0.05 and 0.15: few clipped
+    else:
+        arrays = [(rng.standard_normal(v.type.shape) / (8 if k == 1 else 1)).astype(v.type.dtype)
+                  for k, v in enumerate(node.inputs)]
+    tactic = next(t for t in conv.TACTICS if t.get("algorithm") == "mma_async" and t["math"] == math
+                  and conv.valid(node, t, outs, ins))
+    size = 16 + 2 * 9 * 11 * 96  # each output's buffer: 96 channels a pixel, its own from channel 16
+    got, _, spec = run_generated(node, arrays, tactic, out_args=outs, in_args=ins,
+                                 buffer_sizes={o.param: size for o in outs})
+    assert "store_conv_run(" in spec.source and "elif ch < 48:" in spec.source
+    for g, w in zip(got, expected(node, arrays)):
+        tol = 1 if g.dtype == np.int8 else 2e-3 * max(np.abs(w.astype(np.float32)).max(), 1e-3)
+        g, w = g.astype(np.float32), w.astype(np.float32)
+        assert not np.isnan(g).any() and np.abs(g - w).max() <= tol, spec.source
 
 
 @pytest.mark.parametrize("splits", mma_async.SPLITS)
