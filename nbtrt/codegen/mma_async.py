@@ -33,7 +33,8 @@ k-steps either way.
   back in part order (deterministic; through L2: ``ld_cg``), sets the counter back to zero for the
   next launch and runs the epilogue; the others leave.
 - Epilogue: the pipeline's buffer is reused to stage one warp row's accumulators at a time as
-  ``stage[n][m]`` (float32, int32 sums converted; rows padded by 4 words: conflict-free writes), then
+  ``stage[n][m]`` (float32, int32 sums converted: a short-K s8 sum started at ``int8.MAGIC_BITS``, so
+  one subtraction makes it a float; rows padded by 4 words: conflict-free writes), then
   every thread stores runs of 8 consecutive m of one column — coalesced for channels-last outputs —
   through the template's ``store(value, m)`` after ``columns(n)`` defined that column's variables
   (once per run: the column's coordinates cost integer divisions). What a run store loads of its
