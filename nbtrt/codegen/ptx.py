@@ -274,22 +274,18 @@ def spread_s8(typingctx, bits):
     return sig, codegen
 
 
-@intrinsic
-def max_s16x2(typingctx, a, b):
-    sig = types.uint32(types.uint32, types.uint32)
+def _word_op(text: str):
+    """An intrinsic of two 32-bit words giving one through the single instruction ``text``."""
+    @intrinsic
+    def word_op(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            return _asm(builder, _I32, list(args), text, "=r,r,r")
+        return types.uint32(types.uint32, types.uint32), codegen
+    return word_op
 
-    def codegen(context, builder, signature, args):
-        return _asm(builder, _I32, list(args), "max.s16x2 $0, $1, $2;", "=r,r,r")
-    return sig, codegen
 
-
-@intrinsic
-def gather_s8(typingctx, even, odd):
-    sig = types.uint32(types.uint32, types.uint32)
-
-    def codegen(context, builder, signature, args):
-        return _asm(builder, _I32, list(args), "prmt.b32 $0, $1, $2, 0x6240;", "=r,r,r")
-    return sig, codegen
+max_s16x2 = _word_op("max.s16x2 $0, $1, $2;")
+gather_s8 = _word_op("prmt.b32 $0, $1, $2, 0x6240;")  # bytes: even's 0, odd's 0, even's 2, odd's 2
 
 
 @intrinsic
