@@ -4,12 +4,13 @@ their fused epilogue), and plain MaxPool / AveragePool nodes (also MaxPool's ``I
 Windowed pools: one thread per output element (grid-stride loop); on a GPU, for float16
 channels-last tensors, one thread per run of 8 channels (16-byte loads widened to float32, one
 16-byte store), which spends the index arithmetic once per 8 elements; an int8 max pool takes 16
-channels (16 bytes) per thread where they align, two per ``max.s16x2``, else 8. Along spatial axis i with kernel K,
-stride s, dilation d and begin pad pb, output o reads input positions ``o·s − pb + k·d`` (k < K); a
-position outside the input is skipped (MaxPool pads with −∞). Bounds checks are emitted only on axes
-where some window leaves the input. AveragePool divides by the number of counted cells, which is
-separable: the product over axes of the cells inside the input (``count_include_pad`` = 0) or inside
-the input plus its explicit pads (= 1) — never the extra end cells that ``ceil_mode`` adds.
+channels (16 bytes) per thread where they align, two per ``max.s16x2``, else 8. Along spatial axis
+i with kernel K, stride s, dilation d and begin pad pb, output o reads input positions
+``o·s − pb + k·d`` (k < K); a position outside the input is skipped (MaxPool pads with −∞). Bounds
+checks are emitted only on axes where some window leaves the input. AveragePool divides by the
+number of counted cells, which is separable: the product over axes of the cells inside the input
+(``count_include_pad`` = 0) or inside the input plus its explicit pads (= 1) — never the extra end
+cells that ``ceil_mode`` adds.
 Geometry is resolved exactly as the op schema and the reference do (``ops/window.py``).
 
 Global pools reduce each (n, c) row over the spatial axes with the block-per-row skeleton of
@@ -166,8 +167,8 @@ BUSY = SMS * 1024  # threads a pool needs to take 16 int8 channels per thread (s
 def _lanes(x: TensorArg, out: TensorArg, is_max: bool, program) -> int:
     """How many channels each thread pools at once (on a GPU: the simulator has no vector loads): 8 of
     float16; of an int8 max pool without epilogue (int8 storage), 16 where their runs are 16-byte
-    aligned and the pool still has a thread for every one of 1024 per SM (fewer threads with twice
-    the work each do not pay when they leave SMs idle: batch 1), else 8; else 1."""
+    aligned and the pool still has a thread for each of 1024 per SM, else 8 (a batch-1 pool would
+    leave most SMs idle with half the threads); else 1."""
     if simulated():
         return 1
     if runs_of_8(x) and runs_of_8(out):
