@@ -81,8 +81,9 @@ def _tactics(math: str) -> list[dict]:
 
 TACTICS = _tactics("f16") + _tactics("s8")
 # min_blocks: launch bounds asking for that many resident blocks per SM, which caps the registers at
-# REGISTERS (ptxas -v: no tile spills under the cap, f16 or s8, 1x1 or 3x3), so that one block's copies
-# overlap another's epilogue; without them the 128x128 tiles took 136 registers (one block per SM)
+# REGISTERS (ptxas -v: no s8 tile spills under the cap; f16 128-row tiles with a residual spill 4 bytes
+# since their bias is read as vectors, and still ran faster), so that one block's copies overlap
+# another's epilogue; without them the 128x128 tiles took 136 registers (one block per SM)
 STAGE_PAD = 4  # words of padding per row of the epilogue's staging tile
 
 
