@@ -71,19 +71,27 @@ def _asm(builder, result, args, text, constraints, memory=False):
     return builder.asm(ftype, text, constraints, args, side_effect=memory)
 
 
+def _asm_tuple(context, builder, signature, args, text, constraints, memory=False):
+    """``_asm`` of an instruction with several results, returned as the intrinsic's tuple (its return
+    type, a UniTuple of float32 or 32-bit integers, says how many)."""
+    ret = signature.return_type
+    out = _asm(builder, ir.LiteralStructType([_F32 if ret.dtype == types.float32 else _I32] * ret.count), args,
+               text, constraints, memory)
+    return context.make_tuple(builder, ret, [builder.extract_value(out, i) for i in range(ret.count)])
+
+
 def _mma(shape_ptx: str, acc: str = "f32"):
     """An mma whose accumulators are float32 (``acc`` "f32") or int32 ("s32")."""
-    nb, irt, reg = (types.float32, _F32, "f") if acc == "f32" else (types.int32, _I32, "r")
+    nb, reg = (types.float32, "f") if acc == "f32" else (types.int32, "r")
 
     @intrinsic
     def mma(typingctx, a0, a1, a2, a3, b0, b1, c0, c1, c2, c3):
         sig = types.UniTuple(nb, 4)(*[types.uint32] * 6, *[nb] * 4)
 
         def codegen(context, builder, signature, args):
-            out = _asm(builder, ir.LiteralStructType([irt] * 4), args,
-                       f"mma.sync.aligned.{shape_ptx}.{acc} {{$0,$1,$2,$3}}, {{$4,$5,$6,$7}}, {{$8,$9}}, "
-                       "{$10,$11,$12,$13};", ",".join([f"={reg}"] * 4 + ["r"] * 6 + [reg] * 4))
-            return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+            return _asm_tuple(context, builder, signature, args,
+                              f"mma.sync.aligned.{shape_ptx}.{acc} {{$0,$1,$2,$3}}, {{$4,$5,$6,$7}}, {{$8,$9}}, "
+                              "{$10,$11,$12,$13};", ",".join([f"={reg}"] * 4 + ["r"] * 6 + [reg] * 4))
         return sig, codegen
     return mma
 
@@ -99,10 +107,9 @@ def _ldsm(trans: str):
         sig = types.UniTuple(types.uint32, 4)(types.uint32)
 
         def codegen(context, builder, signature, args):
-            out = _asm(builder, ir.LiteralStructType([_I32] * 4), args,
-                       f"ldmatrix.sync.aligned.m8n8.x4{trans}.shared.b16 {{$0,$1,$2,$3}}, [$4];",
-                       "=r,=r,=r,=r,r", memory=True)
-            return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+            return _asm_tuple(context, builder, signature, args,
+                              f"ldmatrix.sync.aligned.m8n8.x4{trans}.shared.b16 {{$0,$1,$2,$3}}, [$4];",
+                              "=r,=r,=r,=r,r", memory=True)
         return sig, codegen
     return ldsm
 
@@ -192,12 +199,11 @@ def _vector_load(n: int, space: str = "global", kind: str = "b32"):
     """Codegen of ``ld.global.v<n>.b32``: n 32-bit registers from element ``index`` of a global array
     (``space`` "global.nc": through the read-only data path, for constants; ``kind`` "f32": as float32)."""
     text = f"ld.{space}.v{n}.{kind} {{{','.join(f'${k}' for k in range(n))}}}, [${n}];"
-    irt, reg = (_F32, "=f") if kind == "f32" else (_I32, "=r")
+    reg = "=f" if kind == "f32" else "=r"
 
     def codegen(context, builder, signature, args):
         ptr = _address(context, builder, signature.args[0], args[0], args[1])
-        out = _asm(builder, ir.LiteralStructType([irt] * n), [ptr], text, ",".join([reg] * n + ["l"]))
-        return context.make_tuple(builder, signature.return_type, [builder.extract_value(out, i) for i in range(n)])
+        return _asm_tuple(context, builder, signature, [ptr], text, ",".join([reg] * n + ["l"]))
     return codegen
 
 
@@ -236,42 +242,27 @@ def pack_s8(typingctx, a, b, c, d):
     return sig, codegen
 
 
-@intrinsic
-def unpack_s8(typingctx, bits):
-    sig = types.UniTuple(types.int32, 4)(types.uint32)
+def _unpack(result, count: int, text: str):
+    """An intrinsic of one 32-bit word giving ``count`` values of ``result`` through the PTX ``text``
+    (the results are $0.., the word is $count)."""
+    reg = "=f" if result == types.float32 else "=r"
 
-    def codegen(context, builder, signature, args):
-        out = _asm(builder, ir.LiteralStructType([_I32] * 4), list(args),
-                   "prmt.b32 $0, $4, 0, 0x8880; prmt.b32 $1, $4, 0, 0x9991; prmt.b32 $2, $4, 0, 0xAAA2; "
-                   "prmt.b32 $3, $4, 0, 0xBBB3;",  # byte k, its sign bit replicated (selector 8 + k) above it
-                   "=r,=r,=r,=r,r")
-        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
-    return sig, codegen
-
-
-@intrinsic
-def unpack_s8_f32(typingctx, bits):
-    sig = types.UniTuple(types.float32, 4)(types.uint32)
-
-    def codegen(context, builder, signature, args):
-        out = _asm(builder, ir.LiteralStructType([_F32] * 4), list(args),
-                   "{ .reg .b32 t, m; xor.b32 t, $4, 0x80808080; mov.b32 m, 0x4B000000; "  # q + 128 in each byte
-                   "prmt.b32 $0, t, m, 0x7650; prmt.b32 $1, t, m, 0x7651; prmt.b32 $2, t, m, 0x7652; "
-                   "prmt.b32 $3, t, m, 0x7653; }",  # byte k under 2^23's exponent: the float 2^23 + q + 128
-                   "=f,=f,=f,=f,r")
-        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
-    return sig, codegen
+    @intrinsic
+    def unpack(typingctx, bits):
+        def codegen(context, builder, signature, args):
+            return _asm_tuple(context, builder, signature, list(args), text, ",".join([reg] * count + ["r"]))
+        return types.UniTuple(result, count)(types.uint32), codegen
+    return unpack
 
 
-@intrinsic
-def spread_s8(typingctx, bits):
-    sig = types.UniTuple(types.uint32, 2)(types.uint32)
-
-    def codegen(context, builder, signature, args):
-        out = _asm(builder, ir.LiteralStructType([_I32] * 2), list(args),
-                   "prmt.b32 $0, $2, 0, 0xA280; prmt.b32 $1, $2, 0, 0xB391;", "=r,=r,r")
-        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(2)])
-    return sig, codegen
+unpack_s8 = _unpack(types.int32, 4, "prmt.b32 $0, $4, 0, 0x8880; prmt.b32 $1, $4, 0, 0x9991; "
+                    "prmt.b32 $2, $4, 0, 0xAAA2; prmt.b32 $3, $4, 0, 0xBBB3;")  # byte k, its sign bit (8 + k) above it
+unpack_s8_f32 = _unpack(types.float32, 4, "{ .reg .b32 t, m; xor.b32 t, $4, 0x80808080; mov.b32 m, 0x4B000000; "
+                        "prmt.b32 $0, t, m, 0x7650; prmt.b32 $1, t, m, 0x7651; prmt.b32 $2, t, m, 0x7652; "
+                        "prmt.b32 $3, t, m, 0x7653; }")  # byte k + 128 under 2^23's exponent: the float 2^23 + 128 + q
+spread_s8 = _unpack(types.uint32, 2, "prmt.b32 $0, $2, 0, 0xA280; prmt.b32 $1, $2, 0, 0xB391;")
+unpack_f16 = _unpack(types.float32, 2, "{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.f32.f16 $0, lo; "
+                     "cvt.f32.f16 $1, hi; }")
 
 
 def _word_op(text: str):
@@ -286,17 +277,6 @@ def _word_op(text: str):
 
 max_s16x2 = _word_op("max.s16x2 $0, $1, $2;")
 gather_s8 = _word_op("prmt.b32 $0, $1, $2, 0x6240;")  # bytes: even's 0, odd's 0, even's 2, odd's 2
-
-
-@intrinsic
-def unpack_f16(typingctx, bits):
-    sig = types.UniTuple(types.float32, 2)(types.uint32)
-
-    def codegen(context, builder, signature, args):
-        out = _asm(builder, ir.LiteralStructType([_F32] * 2), list(args),
-                   "{ .reg .b16 lo, hi; mov.b32 {lo, hi}, $2; cvt.f32.f16 $0, lo; cvt.f32.f16 $1, hi; }", "=f,=f,r")
-        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(2)])
-    return sig, codegen
 
 
 def _move(src, dst):
@@ -331,9 +311,8 @@ def lds_v4_f32(typingctx, addr):
     sig = types.UniTuple(types.float32, 4)(types.uint32)
 
     def codegen(context, builder, signature, args):
-        out = _asm(builder, ir.LiteralStructType([_F32] * 4), list(args), "ld.shared.v4.f32 {$0,$1,$2,$3}, [$4];",
-                   "=f,=f,=f,=f,r", memory=True)
-        return context.make_tuple(builder, sig.return_type, [builder.extract_value(out, i) for i in range(4)])
+        return _asm_tuple(context, builder, signature, list(args), "ld.shared.v4.f32 {$0,$1,$2,$3}, [$4];",
+                          "=f,=f,=f,=f,r", memory=True)
     return sig, codegen
 
 
