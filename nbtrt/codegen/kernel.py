@@ -102,8 +102,13 @@ def runs_of_8(a: TensorArg, dtype: str = "float16") -> bool:
     """Whether ``a`` is ``dtype`` channels-last (dim 1 contiguous) with every run of 8 channels at an
     aligned address (16 bytes for float16, 8 for int8): kernels may then move 8 channels per vector
     load or store."""
-    return (a.dtype == dtype and len(a.shape) >= 3 and a.strides[1] == 1 and a.shape[1] % 8 == 0
-            and a.offset % 8 == 0 and all(s % 8 == 0 for k, s in enumerate(a.strides) if k != 1 and a.shape[k] > 1))
+    return runs_of(a, 8, dtype)
+
+
+def runs_of(a: TensorArg, n: int, dtype: str) -> bool:
+    """:func:`runs_of_8` for runs of ``n`` channels (aligned to n elements)."""
+    return (a.dtype == dtype and len(a.shape) >= 3 and a.strides[1] == 1 and a.shape[1] % n == 0
+            and a.offset % n == 0 and all(s % n == 0 for k, s in enumerate(a.strides) if k != 1 and a.shape[k] > 1))
 
 
 def literal(value, dtype: str = "float32") -> str:

@@ -301,10 +301,16 @@ def scratch_words(t: AsyncTile, grid: tuple[int, int, int]) -> tuple[int, int]:
     return tiles * t.splits * t.bm * t.bn, tiles
 
 
+def _short(k_total: int) -> bool:
+    """Whether an s8 sum of ``k_total`` int8 products stays below ``int8.EXACT`` (|product| <= 128²):
+    its float conversion then needs no conversion instruction."""
+    return k_total * 128 * 128 < int8.EXACT
+
+
 def _biased(t: AsyncTile, k_total: int) -> bool:
-    """Whether the int32 sums start at ``int8.MAGIC_BITS``: short K (|sum| of int8 products < EXACT), no
-    split; their bits are then the float MAGIC + sum (``int8.biased_float``)."""
-    return t.acc == "int32" and t.splits == 1 and k_total * 128 * 128 < int8.EXACT
+    """Whether the int32 sums start at ``int8.MAGIC_BITS``: short K, no split; their bits are then the
+    float MAGIC + sum (``int8.biased_float``)."""
+    return t.acc == "int32" and t.splits == 1 and _short(k_total)
 
 
 def _finish(t: AsyncTile, k_total: int, store: Callable[[str, str], str], columns: Callable[[str], list[str]],
@@ -316,8 +322,7 @@ def _finish(t: AsyncTile, k_total: int, store: Callable[[str, str], str], column
     array indexing kept the 64 staging addresses in registers (216 per thread, one block per SM)."""
     width, runs = t.band + STAGE_PAD, t.band // 8
     per = t.threads // runs
-    small = k_total * 128 * 128 < int8.EXACT  # an s8 sum (int8 operands) converts with no instruction
-    to_float = (int8.biased_float if _biased(t, k_total) else int8.exact_float if small
+    to_float = (int8.biased_float if _biased(t, k_total) else int8.exact_float if _short(k_total)
                 else lambda c: f"float32({c})")
     lines = ["# the accumulators leave through shared memory, one warp row (band of rows) at a time",
              "cp_async_wait0()", "cuda.syncthreads()",

@@ -33,7 +33,7 @@ from ..ir import Node
 from ..ops.window import flag, forward_shape, window_attrs
 from . import epilogue
 from .kernel import (KernelSpec, TensorArg, element_order, header, identifier, indent, index_of, literal,
-                     runs_of_8, store, unravel)
+                     runs_of, runs_of_8, store, unravel)
 from .numba_env import simulated
 from .reduce import (ROW_TACTICS, RowCode, Rows, compute_dtype, element_tactic, grid_blocks, load, lowest,
                      resolve)
@@ -122,9 +122,7 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
         start = f"c{2 + i}" + (f" * {s}" if s != 1 else "") + (f" - {pb}" if pb else "")
         body.append(f"p{2 + i} = {start}  # window start, axis {2 + i}")
     accs = [f"acc{e}" for e in range(min(lanes, LANES))] if lanes > 1 else ["acc"]
-    first = {S8_LANES: f"uint32({PAIR_LOWEST})", LANES: "int32(-128)"}.get(lanes, "") if x.dtype == "int8" else ""
-    first = first or (lowest(cd) if is_max else literal(0, cd))
-    body += [f"{a} = {first}" for a in accs]
+    body += [f"{a} = {_first(x, lanes, is_max, cd)}" for a in accs]
     if indices is not None:
         body.append("arg = int64(-1)")
     inner = (_max_run_s8(x) if lanes == S8_LANES else _accumulate_run(x, is_max) if lanes > 1
@@ -134,8 +132,7 @@ def _window(node, base, attrs, name, programs, splits, outputs, inputs, cd, tact
         lines_n, divisor = _counts(geo, flag(Node(base, [], [], dict(attrs)), "count_include_pad"), cd)
         body += lines_n + [f"{a} = {a} / {divisor}" for a in accs]
     if lanes == S8_LANES:
-        packed = ", ".join(f"gather_s8(acc{2 * w}, acc{2 * w + 1})" for w in range(4))
-        body.append(f"st_v4({outputs[0].param}, {index_of(outputs[0], outputs[0].shape, coords)}, {packed})")
+        body += _store_run_s8(outputs[0], coords)
     elif lanes > 1:
         body += _store_run(programs[0], outputs[0], inputs, coords, cd)
     else:
@@ -175,10 +172,16 @@ def _lanes(x: TensorArg, out: TensorArg, is_max: bool, program) -> int:
         return LANES
     if not (is_max and not program and runs_of_8(x, "int8") and runs_of_8(out, "int8")):
         return 1
-    aligned = lambda a: a.shape[1] % 16 == 0 and a.offset % 16 == 0 and all(
-        s % 16 == 0 for k, s in enumerate(a.strides) if k != 1 and a.shape[k] > 1)
     busy = int(np.prod(out.shape, dtype=np.int64)) // S8_LANES >= BUSY
-    return S8_LANES if aligned(x) and aligned(out) and busy else LANES
+    return S8_LANES if runs_of(x, S8_LANES, "int8") and runs_of(out, S8_LANES, "int8") and busy else LANES
+
+
+def _first(x: TensorArg, lanes: int, is_max: bool, cd) -> str:
+    """The accumulators' start: -128 for int8 runs (in both halves of a 16-channel run's words), else
+    the lowest value (max) or 0 (average)."""
+    if x.dtype == "int8" and lanes > 1:
+        return f"uint32({PAIR_LOWEST})" if lanes == S8_LANES else "int32(-128)"
+    return lowest(cd) if is_max else literal(0, cd)
 
 
 def _max_run_s8(x: TensorArg) -> list[str]:
@@ -190,6 +193,12 @@ def _max_run_s8(x: TensorArg) -> list[str]:
         lines += [f"e{w}, o{w} = spread_s8(r{w})", f"acc{2 * w} = max_s16x2(acc{2 * w}, e{w})",
                   f"acc{2 * w + 1} = max_s16x2(acc{2 * w + 1}, o{w})"]
     return lines
+
+
+def _store_run_s8(out: TensorArg, coords) -> list[str]:
+    """The 16 maxima back into 16 bytes (``gather_s8`` of each word's even and odd halves), one store."""
+    packed = ", ".join(f"gather_s8(acc{2 * w}, acc{2 * w + 1})" for w in range(4))
+    return [f"st_v4({out.param}, {index_of(out, out.shape, coords)}, {packed})"]
 
 
 def _accumulate_run(x: TensorArg, is_max: bool) -> list[str]:
