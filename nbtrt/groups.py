@@ -37,7 +37,7 @@ KIND_OF_OP = {"MaxPool": "pool", "AveragePool": "pool", "GlobalAveragePool": "po
               "InstanceNormalization": "norm", "LayerNormalization": "norm", "ReduceMean": "reduce",
               "ReduceSum": "reduce", "ReduceMax": "reduce", "Transpose": "copy", "Concat": "copy",
               "Split": "copy", "Slice": "copy", "Gather": "copy", "Expand": "copy", "Pad": "pad",
-              "Resize": "resize", "Cast": "eltwise", "Where": "eltwise",
+              "SpaceToDepth": "space_to_depth", "Resize": "resize", "Cast": "eltwise", "Where": "eltwise",
               "Plugin": "plugin"}  # a plugin node (nbtrt/plugins.py): its own kernels, run by the context
 
 

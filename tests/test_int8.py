@@ -317,10 +317,10 @@ def test_no_int8_storage_for_a_graph_output():
 
 
 def test_resnet50_int8_plan_stores_every_activation_int8():
-    """The light ResNet-50 with a scale on every activation: every conv but the stem computes in int8
-    and reads an int8 input (so the s8 tensor-core kernel can run it), residuals included (read
-    dequantized); the stem (3-channel network input) is fp16 and quantizes its output. Float activations
-    are left only where no int8 kernel reads: the input and its padded copy, the last block's output
+    """The light ResNet-50 with a scale on every activation: every conv computes in int8 and reads an
+    int8 input (so the s8 tensor-core kernel can run it), residuals included (read dequantized); the
+    stem reads the 16-channel SpaceToDepth of the image (passes/space_to_depth.py), which quantizes it.
+    Float activations are left only where no int8 kernel reads: the input, the last block's output
     (read by the average pool), and the pool, fc and softmax tail."""
     from nbtrt.cli import resolve_model
     graph = nbtrt.parse(resolve_model("zoo:light_resnet50"))
@@ -328,8 +328,8 @@ def test_resnet50_int8_plan_stores_every_activation_int8():
     graph, report = nbtrt.plan(graph, nbtrt.BuildConfig(precision="int8", dims={"N": 2}))
     convs = [n for n in graph.nodes if n.op == "nbtrt.conv"]
     stem, rest = convs[0], convs[1:]
-    assert stem.attrs["math"] == "fp16" and stem.outputs[0].type.dtype == "int8"
-    assert all(n.attrs["math"] == "int8" and n.inputs[0].type.dtype == "int8" for n in rest)
+    assert stem.inputs[0].producer().op == "SpaceToDepth" and stem.outputs[0].type.dtype == "int8"
+    assert all(n.attrs["math"] == "int8" and n.inputs[0].type.dtype == "int8" for n in convs)
     residuals = [n for n in rest if n.attrs.get("in_scales")]
     assert len(residuals) == 16  # one per bottleneck block
     for n in residuals:
@@ -337,4 +337,4 @@ def test_resnet50_int8_plan_stores_every_activation_int8():
         assert [k for k, s in enumerate(n.attrs["in_scales"]) if s is not None] == int8_operands != []
     floats = [v for v in graph.values() if not v.is_constant and v.type.dtype in ("float16", "float32")]
     assert sorted(v.producer().op if v.producer() else "input" for v in floats) == [
-        "Pad", "Reshape", "Softmax", "input", "nbtrt.conv", "nbtrt.gemm", "nbtrt.pool"]
+        "Reshape", "Softmax", "input", "nbtrt.conv", "nbtrt.gemm", "nbtrt.pool"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..errors import UnsupportedOpError
 from ..groups import kernel_kind
 from ..ir import Node
-from . import copy, eltwise, pad, resize
+from . import copy, eltwise, pad, resize, space_to_depth
 from . import norm, pool, reduce, softmax
 from . import conv, conv_transpose, gemm
 from .kernel import KernelSpec, TensorArg
@@ -30,9 +30,10 @@ FAMILIES = {
     "copy": copy,
     "pad": pad,
     "resize": resize,
+    "space_to_depth": space_to_depth,
 }
 FLOAT16 = frozenset({"eltwise", "conv", "conv_transpose", "gemm", "pool", "lrn", "softmax", "norm", "reduce", "copy",
-                     "pad", "resize"})
+                     "pad", "resize", "space_to_depth"})
 
 
 def supports_float16(kind: str | None) -> bool:

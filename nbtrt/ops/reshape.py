@@ -1,4 +1,5 @@
-"""Schemas of the ops that only re-view their input: Reshape, Flatten, Squeeze, Unsqueeze, Transpose.
+"""Schemas of the ops that only re-view or rearrange their input: Reshape, Flatten, Squeeze, Unsqueeze,
+Transpose, SpaceToDepth.
 
 Semantics are the latest ONNX opset's:
 
@@ -11,6 +12,11 @@ Semantics are the latest ONNX opset's:
   (the output rank is unknown when a dim is symbolic: a batch "N" may be 1 at run time).
 - ``Unsqueeze(data, axes)``: inserts size-1 dims at ``axes``, which index the *output*.
 - ``Transpose(data){perm}``: ``out[i] = in[perm[i]]``; no ``perm`` reverses the dims.
+- ``SpaceToDepth(input){blocksize b, mode}``: (N, C, H, W) -> (N, C·b², H/b, W/b) with
+  ``out[n, (i·b + j)·C + c, h, w] = in[n, c, h·b + i, w·b + j]`` (mode "DCR", the default; "CRD":
+  channel ``c·b² + i·b + j``); H and W must be multiples of b.
+  ``passes/space_to_depth.py`` may give its node an attribute ``channels`` (no model can: it is not
+  ONNX's): that many output channels, the ones from C·b² on zero.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from __future__ import annotations
 from collections import Counter
 
 from ..ir import Dim, Node, TensorType
-from .schema import (OpSchema, attr_error, const_ints, dims_product, has_input, in_type, norm_axis,
-                     shape_error)
+from .schema import (REQUIRED, OpSchema, attr_error, const_ints, dim_mul, dims_product, has_input, in_type,
+                     norm_axis, shape_error)
 
 
 def input_len(node: Node, i: int) -> int | None:
@@ -180,10 +186,37 @@ def _infer_transpose(node: Node) -> list[TensorType]:
     return [TensorType(data.dtype, tuple(data.shape[p] for p in perm))]
 
 
+def space_to_depth_channels(node: Node, c: Dim) -> Dim:
+    """The output channel count of a SpaceToDepth reading ``c`` channels (its ``channels`` when set)."""
+    block = int(node.attrs["blocksize"])
+    if block < 1:
+        raise attr_error(node, f"blocksize {block} is not positive")
+    if node.attrs["mode"] not in ("DCR", "CRD"):
+        raise attr_error(node, f"mode {node.attrs['mode']!r} is not DCR or CRD")
+    return node.attrs.get("channels") or dim_mul(c, block * block)
+
+
+def _infer_space_to_depth(node: Node) -> list[TensorType]:
+    data = in_type(node)
+    if data.shape is None:
+        return [unknown_dims(data.dtype, 4)]
+    if len(data.shape) != 4:
+        raise shape_error(node, f"input must be (N, C, H, W), got {list(data.shape)}")
+    n, c, h, w = data.shape
+    block = int(node.attrs["blocksize"])
+    channels = space_to_depth_channels(node, c)
+    for name, d in (("height", h), ("width", w)):
+        if isinstance(d, int) and d % block:
+            raise shape_error(node, f"input {name} {d} is not a multiple of blocksize {block}")
+    side = [d // block if isinstance(d, int) else None for d in (h, w)]
+    return [TensorType(data.dtype, (n, channels, *side))]
+
+
 SCHEMAS = {
     "Reshape": OpSchema("Reshape", _infer_reshape, inputs=(2, 2), attrs={"allowzero": 0}),
     "Flatten": OpSchema("Flatten", _infer_flatten, attrs={"axis": 1}),
     "Squeeze": OpSchema("Squeeze", _infer_squeeze, inputs=(1, 2)),
     "Unsqueeze": OpSchema("Unsqueeze", _infer_unsqueeze, inputs=(2, 2)),
     "Transpose": OpSchema("Transpose", _infer_transpose, attrs={"perm": None}),
+    "SpaceToDepth": OpSchema("SpaceToDepth", _infer_space_to_depth, attrs={"blocksize": REQUIRED, "mode": "DCR"}),
 }

@@ -1,6 +1,6 @@
 """Schemas of the tensor, shape, reduction and quantization ops, merged from their modules.
 
-- ``reshape.py``: Reshape, Flatten, Squeeze, Unsqueeze, Transpose
+- ``reshape.py``: Reshape, Flatten, Squeeze, Unsqueeze, Transpose, SpaceToDepth
 - ``shape.py``: Shape, ConstantOfShape, Expand, Gather, Identity, Dropout
 - ``slicing.py``: Concat, Split, Slice, Pad
 - ``resize.py``: Resize

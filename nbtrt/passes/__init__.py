@@ -20,10 +20,13 @@ Nothing registers itself on import; to add a pass, write ``passes/<name>.py`` wi
 9. ``merge_parallel``     convs with equal attributes that read the same tensor into one wider conv
 10. ``eliminate_concat``  producers write straight into their slice of the concat buffer
 11. ``dead_code``         remove nodes nothing reads
-12. ``precision``         what each kernel computes in (fp32 / tf32 / fp16, layer_precision overrides)
+12. ``space_to_depth``    a strided conv on a few-channel network input (the RGB stem) becomes a stride-1
+                          conv with a smaller kernel on its SpaceToDepth (channels-last builds: 16
+                          channels, whole tensor-core chunks); before precision, which may make it int8
+13. ``precision``         what each kernel computes in (fp32 / tf32 / fp16, layer_precision overrides)
                           and which tensors become float16; after the fusions, so that it sees the
                           final kernels
-13. ``pad_channels``      an fp16 conv reading a few-channel network input reads it zero-padded to 8
+14. ``pad_channels``      an fp16 conv reading a few-channel network input reads it zero-padded to 8
                           channels (float16, channels-last: 16-byte chunks for the tensor-core copies)
 """
 
@@ -33,7 +36,8 @@ from ..config import BuildConfig
 from ..ir import Graph
 from ..report import BuildReport
 from . import (bind_shapes, dead_code, eliminate_concat, fold_affine, fold_batchnorm, fold_constants, fold_qdq,
-               fuse_elementwise, fuse_epilogue, merge_parallel, pad_channels, precision, remove_identity)
+               fuse_elementwise, fuse_epilogue, merge_parallel, pad_channels, precision, remove_identity,
+               space_to_depth)
 
 PIPELINE = (
     bind_shapes,
@@ -48,6 +52,7 @@ PIPELINE = (
     merge_parallel,
     eliminate_concat,
     dead_code,
+    space_to_depth,
     precision,
     pad_channels,
 )

@@ -15,8 +15,9 @@ Values are decided in *groups* that must be stored alike:
 A group is stored as int8 with scale s when
 
 - every value in it is a float activation, no graph output, and made by a conv kernel (fp16 or int8
-  math; the epilogue quantizes: attribute ``out_scales``, one entry per output) or by the group's
-  own max pools and concats;
+  math; the epilogue quantizes: attribute ``out_scales``, one entry per output), by a SpaceToDepth
+  (the edge copy of ``space_to_depth.py``, which quantizes the same way) or by the group's own max
+  pools and concats;
 - every read of a value in it is by the group's max pools and concats, by an int8 conv/gemm as its
   input 0 (once), or by a conv kernel's epilogue (a residual: input 2 or later, once), which
   dequantizes it, ``float32(q) · s`` (attribute ``in_scales``: s per input, None for the others).
@@ -35,6 +36,7 @@ from ..ir import Graph, Node, TensorType, Value
 from .rules import is_output
 
 FLOATS = ("float16", "float32")
+QUANTIZERS = ("conv", "space_to_depth")  # kernels that can quantize what they store (``out_scales``)
 
 
 @dataclass
@@ -90,7 +92,7 @@ def _scale(graph: Graph, vs: list[Value], labels: dict, scales: dict) -> float |
         if v.is_constant or v.type.dtype not in FLOATS or is_output(graph, v) or p is None:
             return None
         through = any(passes_through(p, i) and id(x) in ids for i, x in enumerate(p.inputs) if x is not None)
-        if not through and not (kernel_kind(p) == "conv" and labels.get(id(p), (None,))[0] in ("fp16", "int8")):
+        if not through and not (kernel_kind(p) in QUANTIZERS and labels.get(id(p), (None,))[0] in ("fp16", "int8")):
             return None
         for r, i in v.uses():
             if passes_through(r, i) and id(r.outputs[0]) in ids:
@@ -112,14 +114,14 @@ def _residual(node: Node, index: int, v: Value) -> bool:
 
 
 def store(graph: Graph, labels: dict, scales: dict) -> list[Node]:
-    """Make the groups' values int8 tensors, give their conv producers ``out_scales`` (the scale of
+    """Make the groups' values int8 tensors, give their producers (convs, SpaceToDepths) ``out_scales`` (the scale of
     each int8 output, None for the others); return the kernels that now write int8."""
     writers: list[Node] = []
     for group in groups(graph, labels, scales):
         for v in group.values:
             v.type = TensorType("int8", v.type.shape)
             p = v.producer()
-            if kernel_kind(p) == "conv":
+            if kernel_kind(p) in QUANTIZERS:
                 out = p.attrs.setdefault("out_scales", [None] * len(p.outputs))
                 out[next(k for k, o in enumerate(p.outputs) if o is v)] = group.scale
             if kernel_kind(p) is not None and all(w is not p for w in writers):

@@ -12,6 +12,8 @@ copies move 16-byte chunks of 8 channels), instead of decoding every (channel, t
 float32 input element by element. The Pad kernel does the float32 -> float16 conversion and the
 NCHW -> NHWC transposition at the network's edge once. It runs after ``precision`` (it needs the
 kernels' math and the float16 weights), and only for channels-last builds (``config.memory_layout``).
+A strided stem usually no longer reads the network input by then: ``space_to_depth.py`` gave it a
+SpaceToDepth of 16 channels; this pass covers the others (stride 1, too many channels for that).
 """
 
 from __future__ import annotations

@@ -87,11 +87,13 @@ def run(graph: Graph, config, report) -> None:
 
 def _int8_writer(node: Node, label: tuple) -> tuple:
     """The label of a kernel that writes int8 storage: a conv keeps its precision and lists its
-    outputs' scales; a max pool moves int8 in and out."""
-    if kernel_kind(node) != "conv":
+    outputs' scales; a SpaceToDepth quantizes; a max pool moves int8 in and out."""
+    if kernel_kind(node) not in int8_storage.QUANTIZERS:
         return "int8", "int8 in and out (max commutes with quantization)"
     p, why = label
     scales = ", ".join(f"{s:.4g}" for s in node.attrs["out_scales"] if s is not None)
+    if kernel_kind(node) == "space_to_depth":
+        return "int8", f"quantizes its output (scale {scales})"
     return p, f"{why + '; ' if why else ''}int8 output (scale {scales})"
 
 

@@ -1,5 +1,5 @@
 """Numpy kernels of the data-movement ops that keep every element: Reshape, Flatten, Squeeze, Unsqueeze,
-Transpose, Expand, Gather, Identity, Dropout, and of Shape and ConstantOfShape.
+Transpose, SpaceToDepth, Expand, Gather, Identity, Dropout, and of Shape and ConstantOfShape.
 
 Each kernel is ``fn(node, *inputs)``; the semantics (and the shape rules, shared with shape inference)
 are stated in ``nbtrt/ops/reshape.py`` and ``nbtrt/ops/shape.py``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops.reshape import flatten_axis, norm_axes, reshape_dims, transpose_perm
+from ..ops.reshape import flatten_axis, norm_axes, reshape_dims, space_to_depth_channels, transpose_perm
 from ..ops.schema import attr_error, shape_error
 from ..ops.shape import constant_fill, shape_slice
 
@@ -47,6 +47,23 @@ def unsqueeze(node, data, axes):
 
 def transpose(node, data):
     return np.transpose(data, transpose_perm(node, data.ndim))
+
+
+def space_to_depth(node, data):
+    """ONNX SpaceToDepth; with ``channels`` (``passes/space_to_depth.py``) zero channels appended, and
+    with ``out_scales`` (int8 storage, ``passes/int8_storage.py``) stored quantized."""
+    n, c, h, w = data.shape
+    b = int(node.attrs["blocksize"])
+    channels = space_to_depth_channels(node, c)
+    perm = (0, 3, 5, 1, 2, 4) if node.attrs["mode"] == "DCR" else (0, 1, 3, 5, 2, 4)
+    out = data.reshape(n, c, h // b, b, w // b, b).transpose(perm).reshape(n, c * b * b, h // b, w // b)
+    if channels > out.shape[1]:
+        out = np.concatenate([out, np.zeros((n, channels - out.shape[1]) + out.shape[2:], out.dtype)], axis=1)
+    scale = (node.attrs.get("out_scales") or [None])[0]
+    if scale is None:
+        return out
+    from ..quant.fake import quantize  # (nbtrt.quant imports the reference)
+    return quantize(out, scale)
 
 
 def shape(node, data):
@@ -95,6 +112,6 @@ def dropout(node, data, ratio=None, training_mode=None):
 
 KERNELS = {
     "Reshape": reshape, "Flatten": flatten, "Squeeze": squeeze, "Unsqueeze": unsqueeze,
-    "Transpose": transpose, "Shape": shape, "ConstantOfShape": constant_of_shape, "Expand": expand,
+    "Transpose": transpose, "SpaceToDepth": space_to_depth, "Shape": shape, "ConstantOfShape": constant_of_shape, "Expand": expand,
     "Gather": gather, "Identity": identity, "Dropout": dropout,
 }

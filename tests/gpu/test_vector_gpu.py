@@ -2,7 +2,8 @@
 has no vector loads), against the reference: windowed pools pooling runs of 8 channels (max and
 average, pads, strides, ceil mode, a bias + Relu epilogue, input and output as channel slices of
 wider buffers); constant pads writing 8 channels per thread (channel and spatial pads, crops, a fill
-value, float32 or float16 input in either layout); NaN-poisoned outputs."""
+value, float32 or float16 input in either layout); SpaceToDepth writing whole pixels (float16, or
+quantized int8); NaN-poisoned outputs."""
 
 import os
 import sys
@@ -121,3 +122,26 @@ def test_pad_writes_runs_of_8_channels(data):
     want = KERNELS["Pad"](node, *[a.astype(np.float32) if k == 0 else a for k, a in enumerate(arrays)])
     want = want[0] if isinstance(want, tuple) else want
     np.testing.assert_array_equal(got[0], want.astype(np.float16))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_space_to_depth_writes_whole_pixels(data):
+    """The stem's SpaceToDepth (passes/space_to_depth.py) one output pixel per thread: float16 runs of 8,
+    or int8 quantized runs of 16 (``out_scales``), the zero channels included."""
+    from test_space_to_depth_kernel import s2d_node
+    b = data.draw(st.sampled_from([2, 3, 4]))
+    c = data.draw(st.integers(1, 64 // (b * b)))
+    out_dtype = data.draw(st.sampled_from(["float16", "int8"]))
+    lane = 16 if out_dtype == "int8" else 8
+    channels = -(-c * b * b // lane) * lane
+    assume(channels <= 64)
+    x_dtype = data.draw(st.sampled_from(["float32", "float16"]))
+    shape = (data.draw(st.integers(1, 3)), c, b * data.draw(st.integers(1, 9)), b * data.draw(st.integers(1, 9)))
+    node = s2d_node(shape, x_dtype, out_dtype, channels, 0.02 if out_dtype == "int8" else None, blocksize=b)
+    x = np.random.default_rng(data.draw(st.integers(0, 99))).standard_normal(shape).astype(x_dtype)
+    y = node.outputs[0].type.shape
+    got, _, spec = run_generated(node, [x], None, [channels_last("out0", out_dtype, y)])
+    assert "st_v4" in spec.source and "corner" in spec.source
+    want = KERNELS["SpaceToDepth"](node, x.astype(np.float32))
+    np.testing.assert_array_equal(got[0], want.astype(out_dtype), err_msg=spec.source)
