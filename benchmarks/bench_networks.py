@@ -74,7 +74,9 @@ def bench_nbtrt(path, x, torch, args, precision):
     int8 = {}
     if precision == "int8":
         calib = torch.randn(32, *x.shape[1:], generator=torch.Generator().manual_seed(1)).numpy()
-        int8 = dict(calibration_data=[calib[i:i + 8] for i in range(0, 32, 8)], calibration_cache=path + ".calib")
+        int8 = dict(calibration_data=[calib[i:i + 8] for i in range(0, 32, 8)])
+        if isinstance(path, str):  # a model file (not a parsed graph): its calibration cache beside it
+            int8["calibration_cache"] = path + ".calib"
     engine = nbtrt.compile(path, precision=precision, dims={"N": x.shape[0]}, tuning=args.tuning,
                            timing_cache=args.timing_cache, **int8)
     build_s = time.perf_counter() - t0

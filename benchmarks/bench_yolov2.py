@@ -13,7 +13,8 @@ On the GPU (TF32 off, cudnn.benchmark on): PyTorch eager and eager + CUDA graph 
 (``model.half()``, channels_last, float16 input), then one nbtrt engine per precision (float32 input).
 Times are CUDA-event times of one inference, median and p90 over ``--runs`` runs after a warm-up; each
 contender's output is compared with the float32 reference on the batch's first image (relative error:
-max |y − ref| / max |ref|). A precision nbtrt cannot build yet (int8) is listed as not available.
+max |y − ref| / max |ref|). int8 calibrates on 32 standard-normal images (``bench_networks.bench_nbtrt``).
+A precision nbtrt cannot build is listed as not available.
 
     python benchmarks/bench_yolov2.py [--cfg ../shared/darknet/yolov2-voc.cfg] [--weights W] [--batch 1]
         [--precisions fp32 fp16 int8] [--tuning none|fast|full] [--timing-cache tc.json] [--markdown out.md]
@@ -190,7 +191,7 @@ def bench_engines(cfg, weights, x, ref, torch, args, rows: list) -> None:
     for precision in args.precisions:
         options = argparse.Namespace(precision=precision, tuning=args.tuning, timing_cache=args.timing_cache)
         try:
-            run, y, engine, build_s = bench_nbtrt(nbtrt.parse(cfg, weights=weights), x, torch, options)
+            run, y, engine, build_s = bench_nbtrt(nbtrt.parse(cfg, weights=weights), x, torch, options, precision)
         except nbtrt.NbtrtError as e:
             rows.append({"name": "nbtrt", "precision": precision, "times": None, "err": None,
                          "note": f"not available: {str(e).splitlines()[0]}"})

@@ -14,11 +14,12 @@ GoogLeNet's stem (224², k 7, s 2, p 3): a 4×4 conv on 12 channels, pads (2, 1)
 function.
 
 The point is the tensor cores. The 7×7 conv on 3 channels (8 after ``pad_channels``) reduces over
-49 taps of 8 channels; the 4×4 one over 16 taps of 16 channels (``MULTIPLE``: the 12 are padded with
-zero channels by the SpaceToDepth node's ``channels``, and W' with zero input channels), a third
-fewer products and whole 16-channel (int8: 16-byte) chunks, so an int8 build can run the stem on the
-int8 tensor cores: the SpaceToDepth kernel quantizes its output (``int8_storage.py``), with the
-network input's calibrated scale (X' holds X's values and zeros: the same range).
+49 taps of 8 channels; the 4×4 one over 16 taps of 16 channels (the SpaceToDepth node's ``channels``
+pads C·s² with zero channels to a multiple of 8, of 16 in int8 builds, and W' gets zero input
+channels to match), a third fewer products and whole 16-byte chunks of the int8 kernel's copies too,
+so an int8 build can run the stem on the int8 tensor cores: the SpaceToDepth kernel quantizes its
+output (``int8_storage.py``) with the network input's calibrated scale (X' holds X's values and
+zeros: the same range).
 
 It runs before ``precision`` (which decides int8 on the new conv) and only in channels-last builds
 (``config.memory_layout``), for an ungrouped, undilated conv with equal strides >= 2 on a network

@@ -112,6 +112,7 @@ def dropout(node, data, ratio=None, training_mode=None):
 
 KERNELS = {
     "Reshape": reshape, "Flatten": flatten, "Squeeze": squeeze, "Unsqueeze": unsqueeze,
-    "Transpose": transpose, "SpaceToDepth": space_to_depth, "Shape": shape, "ConstantOfShape": constant_of_shape, "Expand": expand,
+    "Transpose": transpose, "SpaceToDepth": space_to_depth, "Shape": shape,
+    "ConstantOfShape": constant_of_shape, "Expand": expand,
     "Gather": gather, "Identity": identity, "Dropout": dropout,
 }
