@@ -28,8 +28,11 @@ input whose channel count is no multiple of 8 and whose spatial sizes are multip
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
+from ..codegen.conv_geom import base_node
 from ..codegen.space_to_depth import PIXEL_CHANNELS
 from ..groups import kernel_kind
 from ..ir import Graph, Node, TensorType
@@ -93,7 +96,7 @@ def _stride(graph: Graph, node: Node) -> int | None:
 def _axes(node: Node, sizes, s: int) -> list[tuple[int, int, int, int]] | None:
     """Per spatial axis (p, T, P, Q): the conv's begin pad, and the stride-1 conv's taps, begin and end
     pads; None when an end pad would be negative."""
-    base = Node("Conv", [], [], node.attrs["base_attrs"], name=node.name)
+    base = base_node(node)
     win = window_attrs(base, tuple(node.inputs[1].const.shape[2:]))
     out, pads = forward_shape(base, win, tuple(sizes))
     axes = []
@@ -113,11 +116,8 @@ def _weights(w: np.ndarray, s: int, channels: int, axes) -> np.ndarray:
     m, c = w.shape[:2]
     (ph, th, bh, _), (pw, tw, bw, _) = axes
     out = np.zeros((m, channels, th, tw), w.dtype)
-    for i in range(s):
-        for j in range(s):
-            for ah in range(th):
-                for aw in range(tw):
-                    kh, kw = s * (ah - bh) + i + ph, s * (aw - bw) + j + pw
-                    if 0 <= kh < w.shape[2] and 0 <= kw < w.shape[3]:
-                        out[:, (i * s + j) * c:(i * s + j + 1) * c, ah, aw] = w[:, :, kh, kw]
+    for i, j, ah, aw in itertools.product(range(s), range(s), range(th), range(tw)):
+        kh, kw = s * (ah - bh) + i + ph, s * (aw - bw) + j + pw
+        if 0 <= kh < w.shape[2] and 0 <= kw < w.shape[3]:
+            out[:, (i * s + j) * c:(i * s + j + 1) * c, ah, aw] = w[:, :, kh, kw]
     return out
