@@ -11,6 +11,7 @@ graph replays after warm-up is reported, with GFLOP/s, registers and local memor
     python benchmarks/kernels_conv.py --batch 1 --only res5
     python benchmarks/kernels_conv.py --precision fp16 --batch 64
     python benchmarks/kernels_conv.py --precision fp16 --layout nhwc   # + the pipelined cp.async kernels
+    python benchmarks/kernels_conv.py --precision int8 # CUDA-core int8 (dp4a): float16 X quantized on load
     python benchmarks/kernels_conv.py --sim           # logic check in the CUDA simulator (tiny shapes)
 
 No torch. ``--budget`` (seconds, default 270) stops trying new tactics when spent.
@@ -45,35 +46,45 @@ SMALL = [dict(bm=32, bn=32, bk=16, tm=4, tn=4), dict(bm=64, bn=32, bk=8, tm=4, t
 BASE = dict(split_k=1, unroll=True)
 
 
+def int8_math(node, multiplier: int):
+    """int8 math (``codegen/int8.py``): X quantized on load with scale 0.05, int8 weights, the
+    per-channel multipliers in input ``multiplier``."""
+    node.attrs.update(math="int8", int8_scale=0.05, int8_multiplier=multiplier)
+    return node
+
+
 def conv_node(batch, c, m, h, k, s, p, precision="fp32"):
     from nbtrt.groups import Step, group_attrs, group_op
     from nbtrt.ir import Graph, TensorType
     g = Graph()
     o = (h + 2 * p - k) // s + 1
-    dt = "float16" if precision == "fp16" else "float32"
+    dt = "float16" if precision in ("fp16", "int8") else "float32"
     ins = [g.add_input("x", TensorType(dt, (batch, c, h, h))),
-           g.add_input("w", TensorType(dt, (m, c, k, k))),
+           g.add_input("w", TensorType("int8" if precision == "int8" else dt, (m, c, k, k))),
            g.add_input("b", TensorType("float32", (m, 1, 1)))]
+    ins += [g.add_input("mult", TensorType("float32", (m,)))] if precision == "int8" else []
     attrs = dict(auto_pad="NOTSET", dilations=None, group=1, kernel_shape=(k, k), pads=(p,) * 4, strides=(s, s))
     program = (Step("Add", ("acc", "in2")), Step("Relu", ("s0",)))
     node = g.add_node(group_op("Conv"), ins, attrs=group_attrs("Conv", attrs, 2, (m,), (program,), ("conv", "relu")),
                       name="conv")
     node.outputs[0].type = TensorType(dt, (batch, m, o, o))
     node.attrs["math"] = precision
-    return node
+    return int8_math(node, 3) if precision == "int8" else node
 
 
-def fc_node(batch):
+def fc_node(batch, precision="fp32"):
     from nbtrt.groups import Step, group_attrs, group_op
     from nbtrt.ir import Graph, TensorType
     g = Graph()
-    ins = [g.add_input("a", TensorType("float32", (batch, 2048))), g.add_input("w", TensorType("float32", (1000, 2048))),
+    a_dt, w_dt = ("float16", "int8") if precision == "int8" else ("float32", "float32")
+    ins = [g.add_input("a", TensorType(a_dt, (batch, 2048))), g.add_input("w", TensorType(w_dt, (1000, 2048))),
            g.add_input("b", TensorType("float32", (1000,)))]
+    ins += [g.add_input("mult", TensorType("float32", (1000,)))] if precision == "int8" else []
     attrs = dict(transA=0, transB=1, alpha=1.0, beta=1.0)
     node = g.add_node(group_op("Gemm"), ins, attrs=group_attrs("Gemm", attrs, 2, (1000,), ((Step("Add", ("acc", "in2")),),),
                                                                 ("fc",)), name="fc")
     node.outputs[0].type = TensorType("float32", (batch, 1000))
-    return node
+    return int8_math(node, 3) if precision == "int8" else node
 
 
 def arg(param, dtype, shape, layout):
@@ -97,7 +108,7 @@ def tactics(node, family, batch, is_1x1, layout="nchw"):
         cands = ([t for t in conv.TACTICS if t.get("algorithm") == "mma_async"]
                  + [t for t in conv.TACTICS if t.get("algorithm") == "mma"] + [simt])
     elif family is gemm:
-        first = gemm.pick(gemm.Problem(node, outs, ins))
+        first = gemm.pick(gemm.Problem(node, outs, ins), node.attrs.get("math"))
         cands = [dict(BASE, **t) for t in (BIG if batch > 1 else SMALL)]
     else:
         first = conv.pick(conv.geometry(node, ins), node)
@@ -183,9 +194,13 @@ def run_layer(name, node, family, flops, batch, is_1x1, timer, deadline, args):
     from nbtrt.runtime.memory import physical, strided
     rng = np.random.default_rng(0)
     arrays = [rng.standard_normal(v.type.shape).astype(v.type.dtype) for v in node.inputs]
-    arrays[1] /= np.sqrt(np.prod(arrays[1].shape[1:])).astype(arrays[1].dtype)
+    if node.attrs.get("math") == "int8":  # int8 weights, multipliers that keep the outputs near 1
+        arrays[1] = rng.integers(-127, 128, arrays[1].shape).astype(np.int8)
+        arrays[-1] = (rng.random(arrays[-1].shape) / (60 * np.sqrt(np.prod(arrays[1].shape[1:])))).astype(np.float32)
+    else:
+        arrays[1] /= np.sqrt(np.prod(arrays[1].shape[1:])).astype(arrays[1].dtype)
     out_dtype = node.outputs[0].type.dtype
-    tolerance = 5e-3 if node.attrs.get("math") in ("fp16", "tf32") else 1e-4
+    tolerance = 5e-3 if node.attrs.get("math") in ("fp16", "tf32", "int8") else 1e-4
     t0 = time.time()
     want = KERNELS[node.op](node, *[a.astype(np.float32) for a in arrays])[0]
     ref_s = time.time() - t0
@@ -238,7 +253,7 @@ def main():
     ap.add_argument("--only", default="", help="run the layers whose name contains this")
     ap.add_argument("--budget", type=float, default=270.0)
     ap.add_argument("--sim", action="store_true", help="tiny shapes in the CUDA simulator (logic check)")
-    ap.add_argument("--precision", choices=["fp32", "fp16", "tf32"], default="fp32")
+    ap.add_argument("--precision", choices=["fp32", "fp16", "tf32", "int8"], default="fp32")
     ap.add_argument("--layout", choices=["nchw", "nhwc"], default="nchw",
                     help="tensor layouts: NCHW, or channels-last activations and OHWI weights")
     args = ap.parse_args()
@@ -265,8 +280,9 @@ def main():
                 node = conv_node(batch, c, m, h, k, s, p, args.precision)
                 args_of = [TensorArg.contiguous(f"in{i}", v.type.dtype, v.type.shape) for i, v in enumerate(node.inputs)]
                 layers.append((name, node, conv, geometry(node, args_of).flops, batch, k == 1 and s == 1 and p == 0))
-        if not args.sim and args.only in "fc_gemm" and args.precision == "fp32":
-            layers.append(("fc_gemm 2048->1000", fc_node(batch), gemm, 2 * batch * 2048 * 1000, batch, False))
+        if not args.sim and args.only in "fc_gemm" and args.precision in ("fp32", "int8"):
+            layers.append(("fc_gemm 2048->1000", fc_node(batch, args.precision), gemm, 2 * batch * 2048 * 1000, batch,
+                           False))
     for i, layer in enumerate(layers):  # an equal share of what is left of the budget per layer
         run_layer(*layer, timer, time.time() + (deadline - time.time()) / (len(layers) - i), args)
     print(f"\ntotal {time.time() - deadline + args.budget:.0f} s")

@@ -24,7 +24,10 @@ def namespace() -> dict:
     ns = {"cuda": cuda, "math": math, "float32": float32, "float16": float16, "float64": float64,
           "int64": int64, "int32": int32, "int8": int8, "uint8": uint8, "uint16": uint16, "uint32": uint32,
           "boolean": boolean}
-    if not simulated():  # the inline-PTX intrinsics of the tensor-core kernels (no simulator lowering)
+    if simulated():  # plain-integer stand-ins of the intrinsics the CUDA-core kernels call
+        from .sim_intrinsics import STAND_INS
+        ns.update(STAND_INS)
+    else:  # the inline-PTX intrinsics (no simulator lowering)
         from .ptx import INTRINSICS
         ns.update(INTRINSICS)
     return ns

@@ -74,14 +74,14 @@ def problems(g: ConvGeom, tactic: dict, node: Node | None = None, x: TensorArg |
         return [f"unknown algorithm {algo!r}"]
     if algo == "gemm_1x1" and not is_1x1(g):
         return ["gemm_1x1 needs a 1x1 kernel, stride 1 and no padding"]
-    t = tiled.Tile.of(tactic)
+    t = tiled.Tile.of(tactic, int8.pack(node))
     return t.problems(True, _k_contiguous(g, x, t)) + tiled.grid_problems(t, g.mg, g.n * g.pixels, g.groups)
 
 
 def _k_contiguous(g: ConvGeom, x: TensorArg | None, t) -> bool:
     """Whether consecutive k of the input operand are adjacent in memory (channels-last input, K a
     channel or (tap, channel) with one tap per slice): the tile copies then run along k."""
-    return x is not None and x.strides[1] == 1 and g.c > 1 and (g.taps == 1 or g.cg % t.bk == 0)
+    return x is not None and x.strides[1] == 1 and g.c > 1 and (g.taps == 1 or g.cg % t.k_step == 0)
 
 
 def async_layout_problems(g: ConvGeom, x: TensorArg | None, w: TensorArg | None, elems: int = 8) -> list[str]:
@@ -173,7 +173,7 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
 
 def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     mma = tactic["algorithm"] == "mma"
-    t = mma_tiled.MmaTile.of(tactic) if mma else tiled.Tile.of(tactic)
+    t = mma_tiled.MmaTile.of(tactic) if mma else tiled.Tile.of(tactic, int8.pack(node))
     read = mma_tiled.reader(t.math) if mma else (lambda arg, index: load(arg, index, "float32"))
     quantized = int8.is_int8(node)
     read = int8.reader(node) if quantized else read
@@ -183,7 +183,7 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: _weight(g, w, p, k, tmp, read))
     b = _pixels(g, x, read) if tactic["algorithm"] == "gemm_1x1" or (mma and is_1x1(g)) else _im2col(g, x, read)
     slices = ()
-    if tactic["algorithm"] != "gemm_1x1" and g.taps > 1 and g.cg % t.bk == 0:  # K as (tap, channel): a tap per slice
+    if tactic["algorithm"] != "gemm_1x1" and g.taps > 1 and g.cg % t.k_step == 0:  # K as (tap, channel): a tap per slice
         a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: ([], [], read(w, _tap_weight(g, w, p, k))))
         b, slices = _tap_major(g, x, read), _tap_lines(g, x, w)
     if not mma and _k_contiguous(g, x, t):

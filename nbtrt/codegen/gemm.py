@@ -13,7 +13,8 @@ epilogue (bias [N] / [1, N] / [M, 1], activation, residual) runs per element thr
 Tactic space: block tile BM×BN×BK, micro-tile TM×TN, split_k (threads of a block splitting K: the
 M = 1 layers of batch-1 classifiers) and unroll; or ``algorithm="mma"`` (tensor cores, ``mma_tiled.py``:
 math f16 for float16 operands, tf32 when the build asked for it, block tile and warps). A node with
-math "int8" (int8 weights, quantized activation, int32 sums: ``int8.py``) runs the CUDA-core kernel.
+math "int8" (int8 weights, quantized activation, int32 sums: ``int8.py``) runs the CUDA-core kernel
+(dp4a words).
 """
 
 from __future__ import annotations
@@ -68,13 +69,15 @@ class Problem:
         return [f"zb{i}" for i in range(len(self.batch))] + (["m"] if self.row else []) + (["n"] if self.col else [])
 
 
-def _tile(tactic: dict):
-    return mma_tiled.MmaTile.of(tactic) if tactic.get("algorithm") == "mma" else tiled.Tile.of(tactic)
+def _tile(tactic: dict, math: str | None = None):
+    if tactic.get("algorithm") == "mma":
+        return mma_tiled.MmaTile.of(tactic)
+    return tiled.Tile.of(tactic, int8.PACK if math == "int8" else 1)
 
 
 def problems(p: Problem, tactic: dict, math: str | None = None) -> list[str]:
-    """Why ``tactic`` cannot compute ``p`` (``math``: the node's "tf32" mark, if any)."""
-    t = _tile(tactic)
+    """Why ``tactic`` cannot compute ``p`` (``math``: the node's "tf32" or "int8" mark, if any)."""
+    t = _tile(tactic, math)
     why = t.problems(_a_k_major(p), _b_k_major(p)) + tiled.grid_problems(t, p.m, p.n, p.z)
     if math == "int8" and isinstance(t, mma_tiled.MmaTile):
         return ["int8 math runs on the CUDA-core GEMM kernel only"] + why
@@ -129,7 +132,7 @@ def emit(node: Node, outputs: list[TensorArg], inputs: list[TensorArg | None], t
     why = problems(p, tactic, node.attrs.get("math"))
     if why:
         raise UnsupportedOpError([(node.name, f"gemm tactic {tactic}: {'; '.join(why)}")])
-    t = _tile(tactic)
+    t = _tile(tactic, node.attrs.get("math"))
     mma = isinstance(t, mma_tiled.MmaTile)
     read = mma_tiled.reader(t.math) if mma else (lambda arg, index: load(arg, index, "float32"))
     read = int8.reader(node) if quantized else read

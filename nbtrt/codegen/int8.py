@@ -7,11 +7,12 @@ activation X (input 0, float16 or float32 storage) with its calibrated scale ``s
 channels (the input named by attribute ``int8_multiplier``). The kernel computes::
 
     q(x)   = clip(rint(x · (1/s_in)), -127, 127)     on load (nbtrt.quant.quantize)
-    acc    = Σ_k Wq · q(X)                           int32 tiles and accumulators: exact
+    acc    = Σ_k Wq · q(X)                           int32 accumulators: exact
     y      = epilogue(float32(acc) · mult[channel])  then bias, activation, residual, store
 
 X may also arrive as int8 (int8 storage, ``passes/int8.py``: its producer quantized it with the
-same scale), and is then taken as it is. On tensor cores (``mma_async.py`` math "s8", ``mma.sync
+same scale), and is then taken as it is. On CUDA cores (``tiled.py``) the tiles hold words of four
+K-consecutive int8 values and the products are ``dp4a`` (four multiply-adds per instruction). On tensor cores (``mma_async.py`` math "s8", ``mma.sync
 m16n8k32 .s8``) X must be so stored, channels-last: the 16-byte copies move bytes, they cannot quantize.
 Direct convs have no int8 form.
 """
@@ -25,10 +26,16 @@ from .kernel import TensorArg, literal, load
 
 ACC = "int32"
 ALGORITHMS = ("implicit_gemm", "gemm_1x1", "mma_async")
+PACK = 4  # int8 values per 32-bit word of the CUDA-core tiles (dp4a, ``tiled.py``)
 
 
 def is_int8(node: Node | None) -> bool:
     return node is not None and node.attrs.get("math") == "int8"
+
+
+def pack(node: Node | None) -> int:
+    """K elements per entry of a CUDA-core kernel's tiles: dp4a words for int8 math, else one."""
+    return PACK if is_int8(node) else 1
 
 
 def reader(node: Node):

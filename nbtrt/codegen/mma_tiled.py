@@ -56,6 +56,11 @@ class MmaTile:
         return 32 * self.wm * self.wn
 
     slice_threads = threads
+    pack = 1  # one K element per tile entry (the loader's interface)
+
+    @property
+    def k_step(self) -> int:
+        return self.bk
 
     @property
     def mma_k(self) -> int:

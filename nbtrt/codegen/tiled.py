@@ -16,7 +16,12 @@ For one grid z (a conv group, a MatMul batch) a block computes the BM×BN tile a
   bounds check, epilogue, write — appears once in the source, as a loop in which consecutive threads
   take consecutive columns (coalesced), and Numba compiles it once instead of TM·TN times;
 - ``unroll`` writes the BK loop out: constant shared-memory offsets (no per-load address arithmetic)
-  at 2–3× the compile time.
+  at 2–3× the compile time;
+- int8 operands (``pack`` = 4, ``int8.py``) go into the tiles as 32-bit words of four K-consecutive
+  int8 values (``pack_s8``: byte d holds k = 4·w + d, each element loaded and bounds-checked on its
+  own), so a tile row is a word of K and a slice covers 4·BK of it; the multiply is
+  ``c = dp4a(a, b, c)``, four products and their sum into the int32 accumulator in one instruction
+  (inline PTX ``dp4a.s32.s32``; in the simulator a plain-integer stand-in, ``sim_intrinsics.py``).
 
 The template supplies each operand as an :class:`Operand` (how a thread finds element (x, k): setup
 outside the K loop, the load inside it), the per-column variables of the store (its output
@@ -63,11 +68,17 @@ class Tile:
     tn: int
     split_k: int = 1
     unroll: bool = False
+    pack: int = 1  # K elements per tile entry: 4 for int8 operands (dp4a words)
 
     @staticmethod
-    def of(tactic: dict) -> "Tile":
+    def of(tactic: dict, pack: int = 1) -> "Tile":
         return Tile(tactic["bm"], tactic["bn"], tactic["bk"], tactic["tm"], tactic["tn"],
-                    tactic.get("split_k", 1), bool(tactic.get("unroll", False)))
+                    tactic.get("split_k", 1), bool(tactic.get("unroll", False)), pack)
+
+    @property
+    def k_step(self) -> int:
+        """K elements per slice: BK tile rows of ``pack`` elements."""
+        return self.bk * self.pack
 
     @property
     def slice_threads(self) -> int:
@@ -153,8 +164,8 @@ class _Loader:
     """Code for one operand's share of the tile copies."""
 
     def __init__(self, op: Operand, name: str, x0: str, x_tile: int, t: Tile, k_total: int,
-                 zero: str = "float32(0.0)"):
-        self.op, self.name, self.t, self.k_total, self.zero = op, name, t, k_total, zero
+                 zero: str = "float32(0.0)", pack: int = 1):
+        self.op, self.name, self.t, self.k_total, self.zero, self.pack = op, name, t, k_total, zero, pack
         self.count = t.bk * x_tile // t.slice_threads
         self.maps = [_mapping(op, x_tile, t, r) for r in range(self.count)]
         self.x0, self.x_tile = x0, x_tile
@@ -178,19 +189,32 @@ class _Loader:
 
     def loads(self) -> list[str]:
         """Global -> registers ``<name>r<r>`` for the K slice starting at k0."""
-        n, lines, xcs = self.name, [], self.xconsts()
+        n, lines, xcs, pack = self.name, [], self.xconsts(), self.pack
         kcs = list(dict.fromkeys(m[3] for m in self.maps))
         for v, kc in enumerate(kcs):
-            lines.append(f"{n}k{v} = k0 + {_plus(f'{n}kl' if self.maps[0][2] is not None else None, kc)}")
+            base = f"{n}kl" if self.maps[0][2] is not None else None
+            word = _plus(base, kc) if pack == 1 else _plus(base and f"{pack} * {base}", pack * kc)
+            lines.append(f"{n}k{v} = k0 + {word}")
+            lines += [f"{n}k{v}_{d} = {n}k{v} + {d}" for d in range(1, pack)]
         if self.op.per_slice:
             lines += [ln for u in range(len(xcs)) for ln in self.op.per_slice(f"{n}{u}_")]
         for r, (_, xc, kb, kc) in enumerate(self.maps):
-            u = xcs.index(xc)
-            k = f"{n}k{kcs.index(kc)}"
-            body, conds, expr = self.op.load(f"{n}{u}_", k, f"{n}t{r}_")
-            conds = ([f"{n}{u}_ok"] if self.op.extent % self.x_tile else []) + [f"{k} < {self.k_total}"] + conds
-            lines += body + [f"{n}r{r} = {expr} if {' and '.join(conds)} else {self.zero}"]
+            u, v = xcs.index(xc), kcs.index(kc)
+            if pack == 1:
+                lines += self._element(f"{n}r{r}", u, f"{n}k{v}", f"{n}k{v}", f"{n}t{r}_")
+                continue
+            ks = [f"{n}k{v}"] + [f"{n}k{v}_{d}" for d in range(1, pack)]
+            whole = self.k_total % pack == 0  # a word lies wholly inside K or wholly past it
+            for d, k in enumerate(ks):
+                lines += self._element(f"{n}r{r}_{d}", u, k, ks[0] if whole else k, f"{n}t{r}_{d}_")
+            lines.append(f"{n}r{r} = pack_s8({', '.join(f'{n}r{r}_{d}' for d in range(pack))})")
         return lines
+
+    def _element(self, reg: str, u: int, k: str, k_bound: str, tmp: str) -> list[str]:
+        """``reg`` = element (x, ``k``) of free index u, zero outside the operand or K."""
+        body, conds, expr = self.op.load(f"{self.name}{u}_", k, tmp)
+        conds = ([f"{self.name}{u}_ok"] if self.op.extent % self.x_tile else []) + [f"{k_bound} < {self.k_total}"] + conds
+        return body + [f"{reg} = {expr} if {' and '.join(conds)} else {self.zero}"]
 
     def stores(self) -> list[str]:
         n = self.name
@@ -205,13 +229,14 @@ def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: 
     needs for column ``n`` (an expression); ``store(value, m)``: one store statement for row ``m`` of
     that column; ``slice_lines``: run at every K slice (after ``k0`` moved on) before the loads.
     ``acc``: the dtype of the tiles and accumulators ("float32", or "int32" for int8 operands: the
-    reads give integers, products are summed exactly and the store receives the int32 sum)."""
+    reads give integers, products are summed exactly and the store receives the int32 sum; with
+    ``t.pack`` = 4 the tiles hold dp4a words)."""
     _, _, k_total = mnk
     rx, sk = t.bn // t.tn, t.split_k
     zero = "int32(0)" if acc == "int32" else "float32(0.0)"
-    la = _Loader(a, "a", "m0", t.bm, t, k_total, zero)
-    lb = _Loader(b, "b", "n0", t.bn, t, k_total, zero)
-    slices = -(-k_total // t.bk)
+    la = _Loader(a, "a", "m0", t.bm, t, k_total, zero, t.pack)
+    lb = _Loader(b, "b", "n0", t.bn, t, k_total, zero, t.pack)
+    slices = -(-k_total // t.k_step)
     steps = -(-slices // sk)
     lead = (sk,) if sk > 1 else ()
     body = ["tid = cuda.threadIdx.x", "z = cuda.blockIdx.z",
@@ -222,9 +247,9 @@ def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: 
              f"b_tile = cuda.shared.array({lead + (t.bk, t.bn + t.pad(t.bn, b.k_major))}, {acc})"]
     body += prologue + ["# what this thread copies into the tiles"] + la.setup() + lb.setup()
     body += [f"c{i}_{j} = {zero}" for i in range(t.tm) for j in range(t.tn)]
-    body += [f"k0 = ks * {t.bk}" if sk > 1 else "k0 = 0"] + list(slice_lines) + la.loads() + lb.loads()
+    body += [f"k0 = ks * {t.k_step}" if sk > 1 else "k0 = 0"] + list(slice_lines) + la.loads() + lb.loads()
     body += [f"for step in range({steps}):"]
-    loop = la.stores() + lb.stores() + ["cuda.syncthreads()", f"k0 += {t.bk * sk}",
+    loop = la.stores() + lb.stores() + ["cuda.syncthreads()", f"k0 += {t.k_step * sk}",
                                          "# prefetch the next K slice while this one is multiplied"]
     loop += list(slice_lines) + la.loads() + lb.loads() + _multiply(t) + ["cuda.syncthreads()"]
     body += ["    " + line for line in loop]
@@ -239,7 +264,8 @@ def _multiply(t: Tile) -> list[str]:
     def step(kk: str) -> list[str]:
         lines = [f"a{i} = a_tile[{slot}{kk}, {_plus('ty', i * ry)}]" for i in range(t.tm)]
         lines += [f"b{j} = b_tile[{slot}{kk}, {_plus('tx', j * rx)}]" for j in range(t.tn)]
-        lines += ["; ".join(f"c{i}_{j} += a{i} * b{j}" for j in range(t.tn)) for i in range(t.tm)]
+        product = "c{i}_{j} = dp4a(a{i}, b{j}, c{i}_{j})" if t.pack == 4 else "c{i}_{j} += a{i} * b{j}"
+        lines += ["; ".join(product.format(i=i, j=j) for j in range(t.tn)) for i in range(t.tm)]
         return lines
 
     if t.unroll:

@@ -148,3 +148,28 @@ def test_conversions_without_conversion_instructions(x, scale, i):
     assert biased.view(f32)[0] - f32(MAGIC) == i
     q = np.arange(-128, 128, dtype=np.int32)  # ptx.unpack_s8_f32: the byte q ^ 0x80 under 2^23's exponent
     assert ((((q & 0xFF) ^ 0x80) | 0x4B000000).view(f32) - f32(S8_BIAS) == q).all()
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "float16"])
+def test_dp4a_words_tap_major_on_channels_last(x_dtype):
+    """32 channels a tap: K in (tap, channel) order, one tap per slice of 8 words (32 int8), X
+    channels-last (its tile copied along K: four consecutive channels a word). int8-stored X is
+    taken as it is, float X quantized on load; multipliers 1 and a float32 output: exact sums."""
+    from nbtrt.codegen.kernel import TensorArg
+    from nbtrt.runtime.layout import channels_last_strides
+    rng = np.random.default_rng(7)
+    attrs = dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1), strides=(2, 2))
+    x_shape, w_shape = (1, 32, 5, 5), (8, 32, 3, 3)
+    node = int8_node(conv_group(x_shape, w_shape, attrs, ((),), [(8,)]), 0.25)
+    x = (rng.integers(-127, 128, x_shape).astype(np.int8) if x_dtype == "int8"
+         else (rng.standard_normal(x_shape) * 10).astype(f16))
+    w_q = rng.integers(-127, 128, w_shape).astype(np.int8)
+    ins = [TensorArg("in0", x_dtype, x_shape, channels_last_strides(x_shape)),
+           TensorArg("in1", "int8", w_shape, channels_last_strides(w_shape)),
+           TensorArg.contiguous("in2", "float32", (8,))]
+    tactic = dict(algorithm="implicit_gemm", bm=16, bn=16, bk=8, tm=2, tn=2, split_k=1)
+    got, _, spec = run_generated(node, [x, w_q, np.ones(8, f32)], tactic, in_args=ins)
+    x_q = x if x_dtype == "int8" else quantize(x.astype(f32), 0.25)
+    assert np.array_equal(got[0], conv_int64(x_q, w_q, attrs).astype(f32)), spec.source
+    assert "tap = k0 // 32" in spec.source and "k0 += 32" in spec.source
+    assert "c0_0 = dp4a(a0, b0, c0_0)" in spec.source and "br0 = pack_s8(br0_0, br0_1, br0_2, br0_3)" in spec.source
