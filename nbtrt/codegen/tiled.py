@@ -204,15 +204,24 @@ class _Loader:
                 lines += self._element(f"{n}r{r}", u, f"{n}k{v}", f"{n}k{v}", f"{n}t{r}_")
                 continue
             ks = [f"{n}k{v}"] + [f"{n}k{v}_{d}" for d in range(1, pack)]
-            whole = self.k_total % pack == 0  # a word lies wholly inside K or wholly past it
-            for d, k in enumerate(ks):
-                lines += self._element(f"{n}r{r}_{d}", u, k, ks[0] if whole else k, f"{n}t{r}_{d}_")
-            lines.append(f"{n}r{r} = pack_s8({', '.join(f'{n}r{r}_{d}' for d in range(pack))})")
+            lines += self._word(f"{n}r{r}", u, ks, [f"{n}t{r}_{d}_" for d in range(pack)])
         return lines
 
-    def _element(self, reg: str, u: int, k: str, k_bound: str, tmp: str) -> list[str]:
-        """``reg`` = element (x, ``k``) of free index u, zero outside the operand or K."""
-        body, conds, expr = self.op.load(f"{self.name}{u}_", k, tmp)
+    def _word(self, reg: str, u: int, ks: list[str], tmps: list[str]) -> list[str]:
+        """``reg`` = the word of elements (x, ``ks``), packed. When they share their conditions (K a
+        multiple of the pack, no per-element window), one condition guards the word (fewer branches:
+        Numba's compile time grows with them); else each element has its own."""
+        loads = [self.op.load(f"{self.name}{u}_", k, tmp) for k, tmp in zip(ks, tmps)]
+        if self.k_total % self.pack == 0 and all(not b and c == loads[0][1] for b, c, _ in loads):
+            word = f"pack_s8({', '.join(e for _, _, e in loads)})"
+            return self._element(reg, u, ks[0], ks[0], "", ([], loads[0][1], word))
+        regs = [f"{reg}_{d}" for d in range(self.pack)]
+        lines = [ln for d, (k, tmp) in enumerate(zip(ks, tmps)) for ln in self._element(regs[d], u, k, k, tmp)]
+        return lines + [f"{reg} = pack_s8({', '.join(regs)})"]
+
+    def _element(self, reg: str, u: int, k: str, k_bound: str, tmp: str, loaded=None) -> list[str]:
+        """``reg`` = element (x, ``k``) of free index u (or ``loaded``: its load), zero outside the operand or K."""
+        body, conds, expr = loaded or self.op.load(f"{self.name}{u}_", k, tmp)
         conds = ([f"{self.name}{u}_ok"] if self.op.extent % self.x_tile else []) + [f"{k_bound} < {self.k_total}"] + conds
         return body + [f"{reg} = {expr} if {' and '.join(conds)} else {self.zero}"]
 

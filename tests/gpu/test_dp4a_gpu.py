@@ -42,7 +42,7 @@ def quantized(x):
     return x if x.dtype == np.int8 else quantize(x.astype(np.float32), SCALE)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_dp4a_conv_sums_are_exact(data):
     k = data.draw(st.sampled_from([1, 3]))
@@ -62,13 +62,13 @@ def test_dp4a_conv_sums_are_exact(data):
     arrays = [operand(rng, node.inputs[0].type.shape, x_dtype), operand(rng, node.inputs[1].type.shape, "int8"),
               np.ones(m, np.float32)]
     want = exact_sums(node, [quantized(arrays[0]), arrays[1]]).astype(np.float32)
-    for tactic in data.draw(st.lists(st.sampled_from(tactics), min_size=1, max_size=3, unique_by=str)):
+    for tactic in data.draw(st.lists(st.sampled_from(tactics), min_size=1, max_size=2, unique_by=str)):
         got, _, spec = run_generated(node, arrays, tactic, out_args=outs, in_args=ins)
         np.testing.assert_array_equal(got[0], want, err_msg=str(tactic))
         assert "dp4a(" in spec.source
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.integers(1, 130), st.integers(1, 300), st.integers(1, 700), st.booleans(),
        st.sampled_from(["int8", "float16", "float32"]), st.data())
 def test_dp4a_gemm_sums_are_exact(m, n, k, trans_b, a_dtype, data):
@@ -82,7 +82,7 @@ def test_dp4a_gemm_sums_are_exact(m, n, k, trans_b, a_dtype, data):
     node.attrs.update(math="int8", int8_scale=SCALE, int8_multiplier=2)
     want = (quantized(a).astype(np.int64) @ (w_q.T if trans_b else w_q).astype(np.int64)).astype(np.float32)
     tactics = cuda_core_tactics(gemm, node)
-    for tactic in data.draw(st.lists(st.sampled_from(tactics), min_size=1, max_size=3, unique_by=str)):
+    for tactic in data.draw(st.lists(st.sampled_from(tactics), min_size=1, max_size=2, unique_by=str)):
         got, _, spec = run_generated(node, [a, w_q, np.ones(n, np.float32)], tactic)
         np.testing.assert_array_equal(got[0], want, err_msg=str(tactic))
         assert "dp4a(" in spec.source
