@@ -50,3 +50,14 @@ def test_split_k_only_when_the_tiles_leave_the_gpu_idle():
     assert mma_async.pick(512, 49, 1, 16 * mma_async.BK)["splits"] == 4  # parts of at least MIN_SLICES slices
     small = mma_async.pick(64, 49, 1, 2 * mma_async.BK)  # one tile, two K slices: nothing to split
     assert small is None or "splits" not in small
+
+
+def test_s8_takes_64_row_tiles_when_128_rows_pad_more():
+    """GoogLeNet's conv3 (M = 192) and merged 1x1s (M = 176, 320): a 128-row tile would compute rows
+    past M that a 64-row one does not; M a multiple of 128 (ResNet-50) keeps 128x128; f16 unchanged."""
+    shape = lambda t: (t["bm"], t["bn"])
+    for m in (192, 176, 320, 288):
+        assert shape(mma_async.pick(m, 64 * 56 * 56, 1, 576, "s8")) == (64, 128), m
+    for m in (128, 256, 512, 96):  # no padding, or as much with 64 rows
+        assert shape(mma_async.pick(m, 64 * 28 * 28, 1, 576, "s8")) == (128, 128), m
+    assert shape(mma_async.pick(192, 64 * 56 * 56, 1, 576, "f16")) == (128, 128)
