@@ -183,7 +183,7 @@ def _gemm_kernel(name, node, g: ConvGeom, outputs, inputs, params, tactic):
     a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: _weight(g, w, p, k, tmp, read))
     b = _pixels(g, x, read) if tactic["algorithm"] == "gemm_1x1" or (mma and is_1x1(g)) else _im2col(g, x, read)
     slices = ()
-    if tactic["algorithm"] != "gemm_1x1" and g.taps > 1 and g.cg % t.k_step == 0:  # K as (tap, channel): a tap per slice
+    if tactic["algorithm"] != "gemm_1x1" and g.taps > 1 and g.cg % t.k_step == 0:  # K as (tap, channel): a tap a slice
         a = tiled.Operand(g.mg, True, rows, lambda p, k, tmp: ([], [], read(w, _tap_weight(g, w, p, k))))
         b, slices = _tap_major(g, x, read), _tap_lines(g, x, w)
     if not mma and _k_contiguous(g, x, t):

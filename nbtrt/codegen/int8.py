@@ -12,8 +12,9 @@ channels (the input named by attribute ``int8_multiplier``). The kernel computes
 
 X may also arrive as int8 (int8 storage, ``passes/int8.py``: its producer quantized it with the
 same scale), and is then taken as it is. On CUDA cores (``tiled.py``) the tiles hold words of four
-K-consecutive int8 values and the products are ``dp4a`` (four multiply-adds per instruction). On tensor cores (``mma_async.py`` math "s8", ``mma.sync
-m16n8k32 .s8``) X must be so stored, channels-last: the 16-byte copies move bytes, they cannot quantize.
+K-consecutive int8 values and the products are ``dp4a`` (four multiply-adds per instruction). On
+tensor cores (``mma_async.py`` math "s8", ``mma.sync m16n8k32 .s8``) X must be so stored,
+channels-last: the 16-byte copies move bytes, they cannot quantize.
 Direct convs have no int8 form.
 """
 

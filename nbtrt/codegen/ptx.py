@@ -32,7 +32,8 @@ Each function is a Numba ``@intrinsic`` whose lowering emits one PTX instruction
 - ``st_v2(array, index, r0, r1)`` / ``ld_v2(array, index)``: the same with 8 bytes (8-byte aligned),
   e.g. eight int8; ``pack_s8(a, b, c, d)`` → uint32: the low bytes of four int32 (``prmt``), a in
   the lowest; ``dp4a(a, b, c)`` → int32: ``dp4a.s32.s32``, c plus the four products of a's and b's
-  signed bytes, byte by byte (the CUDA-core int8 kernels' multiply-add); ``unpack_s8(bits)`` → 4 int32: its four bytes sign-extended (``prmt``), lowest first;
+  signed bytes, byte by byte (the CUDA-core int8 kernels' multiply-add); ``unpack_s8(bits)`` → 4
+  int32: its four bytes sign-extended (``prmt``), lowest first;
   ``unpack_s8_f32(bits)`` → 4 float32: byte q as the float 2^23 + 128 + q (one ``prmt`` each under
   2^23's exponent bits, after flipping the sign bits), exact: ``int8.unpacked_float`` subtracts.
 - ``spread_s8(bits)`` → (even, odd): bytes 0, 2 and bytes 1, 3 of a word sign-extended into the 16-bit
@@ -369,7 +370,8 @@ INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "mma_s8": mma_s8, "ldsm_
               "ldsm_x4_t": ldsm_x4_t, "shared_addr": shared_addr, "bits16": bits16, "pack_f16": pack_f16,
               "tf32": tf32, "cp_async16": cp_async16, "st_v4": st_v4, "ld_v4": ld_v4, "ld_cg": ld_cg,
               "ldg_v4_f32": ldg_v4_f32, "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16,
-              "st_v2": st_v2, "ld_v2": ld_v2, "pack_s8": pack_s8, "dp4a": dp4a, "unpack_s8": unpack_s8, "sts_f32": sts_f32,
+              "st_v2": st_v2, "ld_v2": ld_v2, "pack_s8": pack_s8, "dp4a": dp4a, "unpack_s8": unpack_s8,
+              "sts_f32": sts_f32,
               "unpack_s8_f32": unpack_s8_f32, "spread_s8": spread_s8, "max_s16x2": max_s16x2, "gather_s8": gather_s8,
               "lds_v4_f32": lds_v4_f32, "f32_bits": f32_bits, "bits_f32": bits_f32,
               "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}

@@ -164,8 +164,8 @@ class _Loader:
     """Code for one operand's share of the tile copies."""
 
     def __init__(self, op: Operand, name: str, x0: str, x_tile: int, t: Tile, k_total: int,
-                 zero: str = "float32(0.0)", pack: int = 1):
-        self.op, self.name, self.t, self.k_total, self.zero, self.pack = op, name, t, k_total, zero, pack
+                 zero: str = "float32(0.0)"):
+        self.op, self.name, self.t, self.k_total, self.zero, self.pack = op, name, t, k_total, zero, t.pack
         self.count = t.bk * x_tile // t.slice_threads
         self.maps = [_mapping(op, x_tile, t, r) for r in range(self.count)]
         self.x0, self.x_tile = x0, x_tile
@@ -201,7 +201,7 @@ class _Loader:
         for r, (_, xc, kb, kc) in enumerate(self.maps):
             u, v = xcs.index(xc), kcs.index(kc)
             if pack == 1:
-                lines += self._element(f"{n}r{r}", u, f"{n}k{v}", f"{n}k{v}", f"{n}t{r}_")
+                lines += self._guarded(f"{n}r{r}", u, f"{n}k{v}", self.op.load(f"{n}{u}_", f"{n}k{v}", f"{n}t{r}_"))
                 continue
             ks = [f"{n}k{v}"] + [f"{n}k{v}_{d}" for d in range(1, pack)]
             lines += self._word(f"{n}r{r}", u, ks, [f"{n}t{r}_{d}_" for d in range(pack)])
@@ -213,16 +213,16 @@ class _Loader:
         Numba's compile time grows with them); else each element has its own."""
         loads = [self.op.load(f"{self.name}{u}_", k, tmp) for k, tmp in zip(ks, tmps)]
         if self.k_total % self.pack == 0 and all(not b and c == loads[0][1] for b, c, _ in loads):
-            word = f"pack_s8({', '.join(e for _, _, e in loads)})"
-            return self._element(reg, u, ks[0], ks[0], "", ([], loads[0][1], word))
+            return self._guarded(reg, u, ks[0], ([], loads[0][1], f"pack_s8({', '.join(e for _, _, e in loads)})"))
         regs = [f"{reg}_{d}" for d in range(self.pack)]
-        lines = [ln for d, (k, tmp) in enumerate(zip(ks, tmps)) for ln in self._element(regs[d], u, k, k, tmp)]
+        lines = [ln for r, k, load in zip(regs, ks, loads) for ln in self._guarded(r, u, k, load)]
         return lines + [f"{reg} = pack_s8({', '.join(regs)})"]
 
-    def _element(self, reg: str, u: int, k: str, k_bound: str, tmp: str, loaded=None) -> list[str]:
-        """``reg`` = element (x, ``k``) of free index u (or ``loaded``: its load), zero outside the operand or K."""
-        body, conds, expr = loaded or self.op.load(f"{self.name}{u}_", k, tmp)
-        conds = ([f"{self.name}{u}_ok"] if self.op.extent % self.x_tile else []) + [f"{k_bound} < {self.k_total}"] + conds
+    def _guarded(self, reg: str, u: int, k: str, load: tuple[list[str], list[str], str]) -> list[str]:
+        """``reg`` = the value ``load`` (an ``Operand.load`` result) for free index u, zero when u lies
+        outside the operand or ``k`` past K."""
+        body, conds, expr = load
+        conds = ([f"{self.name}{u}_ok"] if self.op.extent % self.x_tile else []) + [f"{k} < {self.k_total}"] + conds
         return body + [f"{reg} = {expr} if {' and '.join(conds)} else {self.zero}"]
 
     def stores(self) -> list[str]:
@@ -243,8 +243,8 @@ def kernel(name: str, params: list[str], t: Tile, mnk: tuple[int, int, int], a: 
     _, _, k_total = mnk
     rx, sk = t.bn // t.tn, t.split_k
     zero = "int32(0)" if acc == "int32" else "float32(0.0)"
-    la = _Loader(a, "a", "m0", t.bm, t, k_total, zero, t.pack)
-    lb = _Loader(b, "b", "n0", t.bn, t, k_total, zero, t.pack)
+    la = _Loader(a, "a", "m0", t.bm, t, k_total, zero)
+    lb = _Loader(b, "b", "n0", t.bn, t, k_total, zero)
     slices = -(-k_total // t.k_step)
     steps = -(-slices // sk)
     lead = (sk,) if sk > 1 else ()
@@ -273,7 +273,7 @@ def _multiply(t: Tile) -> list[str]:
     def step(kk: str) -> list[str]:
         lines = [f"a{i} = a_tile[{slot}{kk}, {_plus('ty', i * ry)}]" for i in range(t.tm)]
         lines += [f"b{j} = b_tile[{slot}{kk}, {_plus('tx', j * rx)}]" for j in range(t.tn)]
-        product = "c{i}_{j} = dp4a(a{i}, b{j}, c{i}_{j})" if t.pack == 4 else "c{i}_{j} += a{i} * b{j}"
+        product = "c{i}_{j} = dp4a(a{i}, b{j}, c{i}_{j})" if t.pack > 1 else "c{i}_{j} += a{i} * b{j}"
         lines += ["; ".join(product.format(i=i, j=j) for j in range(t.tn)) for i in range(t.tm)]
         return lines
 

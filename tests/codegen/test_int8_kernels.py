@@ -179,11 +179,12 @@ def test_dp4a_words_tap_major_on_channels_last(x_dtype):
 def test_dp4a_words_with_elements_on_their_own():
     """K = 27 (not a multiple of 4) and a (channel, tap) K order: each element of a word has its own
     bounds and window conditions."""
-    node = int8_node(conv_group((1, 3, 5, 5), (4, 3, 3, 3), dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1)), ((),), [(4,)]),
-                     0.5)
+    attrs = dict(kernel_shape=(3, 3), pads=(1, 1, 1, 1))
+    node = int8_node(conv_group((1, 3, 5, 5), (4, 3, 3, 3), attrs, ((),), [(4,)]), 0.5)
     rng = np.random.default_rng(8)
-    x, w_q = rng.integers(-127, 128, (1, 3, 5, 5)).astype(np.int8), rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
+    x = rng.integers(-127, 128, (1, 3, 5, 5)).astype(np.int8)
+    w_q = rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
     tactic = dict(algorithm="implicit_gemm", bm=16, bn=16, bk=8, tm=2, tn=2, split_k=1)
     got, _, spec = run_generated(node, [x, w_q, np.ones(4, f32)], tactic)
-    assert np.array_equal(got[0], conv_int64(x, w_q, node.attrs["base_attrs"]).astype(f32)), spec.source
+    assert np.array_equal(got[0], conv_int64(x, w_q, attrs).astype(f32)), spec.source
     assert "br0 = pack_s8(br0_0, br0_1, br0_2, br0_3)" in spec.source and "bk0_3 < 27" in spec.source
