@@ -362,17 +362,21 @@ MIN_SLICES = 4  # K slices a split-K part should have at least
 
 
 def pick(m: int, n: int, z: int, k: int, math: str = "f16") -> dict | None:
-    """A tile without tuning: the largest that fills the GPU's SMs once; else a 64×64 tile with K split
-    into as many parts (of at least MIN_SLICES slices) as fill the SMs about once; else the smallest
-    tile, but for f16 None when that leaves most SMs idle (``mma_tiled`` then does better; s8 has no
-    other tensor-core kernel)."""
+    """A tile without tuning. Of the tiles that fill the GPU's SMs once, the large one (8192 outputs or
+    more) whose busiest SM computes the fewest outputs (``_load``; the earlier shape on a tie), else
+    the first; else a 64×64 tile with K split into as many parts (of at least MIN_SLICES slices) as
+    fill the SMs about once; else the smallest tile, but for f16 None when that leaves most SMs idle
+    (``mma_tiled`` then does better; s8 has no other tensor-core kernel)."""
     from .tiled import SMS
     blocks = lambda t: -(-m // t["bm"]) * -(-n // t["bn"]) * z
     tactics = [t for t in TACTICS if t["math"] == math]
     shapes = tactics[:len(SHAPES)]
-    for t in shapes:
-        if blocks(t) >= SMS and t["bm"] <= max(32, 1 << (m - 1).bit_length()) and not _pads_more(m, t, math):
-            return dict(t)
+    fill = [t for t in shapes if blocks(t) >= SMS and t["bm"] <= max(32, 1 << (m - 1).bit_length())]
+    large = [t for t in fill if t["bm"] * t["bn"] >= LARGE]
+    if large:
+        return dict(min(large, key=lambda t: _load(blocks(t), t)))
+    if fill:
+        return dict(fill[0])
     split = next(t for t in tactics if t.get("splits") and t["bm"] == t["bn"] == 64)
     bk = split["bk"]
     parts = [s for s in SPLITS if blocks(split) * s <= SMS * 5 // 4 and -(-k // bk) >= MIN_SLICES * s]
@@ -381,13 +385,19 @@ def pick(m: int, n: int, z: int, k: int, math: str = "f16") -> dict | None:
     return dict(shapes[-1]) if blocks(shapes[-1]) >= SMS // 2 or math == "s8" else None
 
 
-def _pads_more(m: int, t: dict, math: str) -> bool:
-    """s8: whether a 128-row tile leaves more of its rows past M than a 64-row one would (its blocks
-    then compute rows of nothing). Tuned GoogLeNet int8 at batch 64 chose 64×128 over 128×128 for
-    such convs (M = 176, 192, 280–304, 320; conv3, M = 192: 0.160 -> 0.125 ms); with M a multiple of
-    128 (ResNet-50) 128×128 stays."""
-    waste = lambda bm: -(-m // bm) * bm - m
-    return math == "s8" and t["bm"] == 128 and waste(128) > waste(64)
+LARGE = 64 * 128  # outputs per tile of the tiles the pick weighs by load: 2 of 256 threads or 4 of 128 per SM
+
+
+def _load(blocks: int, t: dict) -> int:
+    """Outputs the busiest SM computes: ceil(blocks / SMS) tiles of bm·bn. Large tiles keep an SM
+    equally busy (2 of 128×128 or 4 of 128×64 resident), so the one with less of this finishes first.
+    It counts the rows a tile computes past M (GoogLeNet's M = 176–320 take 64×128; a tuned int8
+    build chose it too, conv3 0.160 -> 0.125 ms) and the last, partial wave (ResNet-50 layer3: 196
+    blocks of 128×128 on 132 SMs; a tuned fp16 build chose 128×64, 0.0717 -> 0.0618 ms). At batch 64
+    it took GoogLeNet from 1.72 to 1.55 ms in fp16 and 1.12 to 1.05 in int8, ResNet-50 from 3.24 to
+    3.19 and 2.09 to 1.95 (H100)."""
+    from .tiled import SMS
+    return -(-blocks // SMS) * t["bm"] * t["bn"]
 
 
 def launch(t: AsyncTile, m_total: int, n_total: int, z: int):

@@ -2,6 +2,8 @@
 stride, so the epilogue indexes by the column itself) and the split-K heuristic of the pipelined
 kernel. Their GPU numerics are in tests/gpu/test_mma_gpu.py."""
 
+import pytest
+
 from nbtrt.codegen import mma_async
 from nbtrt.codegen.conv_geom import ConvGeom
 from nbtrt.codegen.conv_store import flat_views
@@ -52,12 +54,17 @@ def test_split_k_only_when_the_tiles_leave_the_gpu_idle():
     assert small is None or "splits" not in small
 
 
-def test_s8_takes_64_row_tiles_when_128_rows_pad_more():
+@pytest.mark.parametrize("math", ["s8", "f16"])
+def test_pick_weighs_the_busiest_sms_outputs(math):
     """GoogLeNet's conv3 (M = 192) and merged 1x1s (M = 176, 320): a 128-row tile would compute rows
-    past M that a 64-row one does not; M a multiple of 128 (ResNet-50) keeps 128x128; f16 unchanged."""
+    past M that a 64-row one does not; M a multiple of 128 keeps 128x128 unless its blocks leave a
+    partial last wave that 128x64 tiles fill better (ResNet-50 layer3 and layer4)."""
     shape = lambda t: (t["bm"], t["bn"])
     for m in (192, 176, 320, 288):
-        assert shape(mma_async.pick(m, 64 * 56 * 56, 1, 576, "s8")) == (64, 128), m
-    for m in (128, 256, 512, 96):  # no padding, or as much with 64 rows
-        assert shape(mma_async.pick(m, 64 * 28 * 28, 1, 576, "s8")) == (128, 128), m
-    assert shape(mma_async.pick(192, 64 * 56 * 56, 1, 576, "f16")) == (128, 128)
+        assert shape(mma_async.pick(m, 64 * 56 * 56, 1, 576, math)) == (64, 128), m
+    for m in (128, 256, 512, 96):  # no padding, or as much with 64 rows; whole waves
+        assert shape(mma_async.pick(m, 64 * 28 * 28, 1, 576, math)) == (128, 128), m
+    assert shape(mma_async.pick(1024, 64 * 14 * 14, 1, 256, math)) == (128, 128)  # 784 blocks: 6 waves either way
+    # 196 blocks of 128x128: 2 on the busiest SM, or 3 of 128x64; 400 blocks: 4, or 6 of 128x64
+    assert shape(mma_async.pick(256, 64 * 14 * 14, 1, 2304, math)) == (128, 64)
+    assert shape(mma_async.pick(2048, 64 * 7 * 7, 1, 512, math)) == (128, 64)
