@@ -362,11 +362,10 @@ MIN_SLICES = 4  # K slices a split-K part should have at least
 
 
 def pick(m: int, n: int, z: int, k: int, math: str = "f16") -> dict | None:
-    """A tile without tuning. Of the tiles that fill the GPU's SMs once, the large one (8192 outputs or
-    more) whose busiest SM computes the fewest outputs (``_load``; the earlier shape on a tie), else
-    the first; else a 64×64 tile with K split into as many parts (of at least MIN_SLICES slices) as
-    fill the SMs about once; else the smallest tile, but for f16 None when that leaves most SMs idle
-    (``mma_tiled`` then does better; s8 has no other tensor-core kernel)."""
+    """A tile without tuning. Of the tiles that fill the SMs once, the LARGE one of least ``_load`` (an
+    earlier shape on a tie), else the first; else a 64×64 tile with K split into as many parts (of at
+    least MIN_SLICES slices) as fill the SMs about once; else the smallest tile, but for f16 None when
+    that leaves most SMs idle (``mma_tiled`` does better then; s8 has no other tensor-core kernel)."""
     from .tiled import SMS
     blocks = lambda t: -(-m // t["bm"]) * -(-n // t["bn"]) * z
     tactics = [t for t in TACTICS if t["math"] == math]
@@ -389,13 +388,10 @@ LARGE = 64 * 128  # outputs per tile of the tiles the pick weighs by load: 2 of 
 
 
 def _load(blocks: int, t: dict) -> int:
-    """Outputs the busiest SM computes: ceil(blocks / SMS) tiles of bm·bn. Large tiles keep an SM
-    equally busy (2 of 128×128 or 4 of 128×64 resident), so the one with less of this finishes first.
-    It counts the rows a tile computes past M (GoogLeNet's M = 176–320 take 64×128; a tuned int8
-    build chose it too, conv3 0.160 -> 0.125 ms) and the last, partial wave (ResNet-50 layer3: 196
-    blocks of 128×128 on 132 SMs; a tuned fp16 build chose 128×64, 0.0717 -> 0.0618 ms). At batch 64
-    it took GoogLeNet from 1.72 to 1.55 ms in fp16 and 1.12 to 1.05 in int8, ResNet-50 from 3.24 to
-    3.19 and 2.09 to 1.95 (H100)."""
+    """Outputs the busiest SM computes. Large tiles keep an SM equally busy, so less of this finishes
+    first: it counts rows past M (GoogLeNet's M = 176–320 take 64×128) and a partial last wave
+    (ResNet-50 layer3: 196 blocks of 128×128 on 132 SMs, so 128×64; tuned builds chose both). At
+    batch 64 (H100): GoogLeNet 1.72 -> 1.55 ms fp16, 1.12 -> 1.05 int8; ResNet-50 3.24 -> 3.19, 2.09 -> 1.95."""
     from .tiled import SMS
     return -(-blocks // SMS) * t["bm"] * t["bn"]
 
