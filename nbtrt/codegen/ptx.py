@@ -371,7 +371,6 @@ INTRINSICS = {"mma_f16": mma_f16, "mma_tf32": mma_tf32, "mma_s8": mma_s8, "ldsm_
               "tf32": tf32, "cp_async16": cp_async16, "st_v4": st_v4, "ld_v4": ld_v4, "ld_cg": ld_cg,
               "ldg_v4_f32": ldg_v4_f32, "ld_cg_s32": ld_cg_s32, "st_s32": st_s32, "unpack_f16": unpack_f16,
               "st_v2": st_v2, "ld_v2": ld_v2, "pack_s8": pack_s8, "dp4a": dp4a, "unpack_s8": unpack_s8,
-              "sts_f32": sts_f32,
-              "unpack_s8_f32": unpack_s8_f32, "spread_s8": spread_s8, "max_s16x2": max_s16x2, "gather_s8": gather_s8,
-              "lds_v4_f32": lds_v4_f32, "f32_bits": f32_bits, "bits_f32": bits_f32,
+              "sts_f32": sts_f32, "unpack_s8_f32": unpack_s8_f32, "spread_s8": spread_s8, "max_s16x2": max_s16x2,
+              "gather_s8": gather_s8, "lds_v4_f32": lds_v4_f32, "f32_bits": f32_bits, "bits_f32": bits_f32,
               "cp_async_commit": cp_async_commit, **CP_ASYNC_WAITS}
